@@ -1,0 +1,553 @@
+// The C ABI (native/include/flatquant.h) over the C++ core. Every entry point catches everything: fq::Error keeps its
+// status, std::bad_alloc becomes OUT_OF_MEMORY, anything else INTERNAL. Option and result structs are copied by their
+// struct_size, so callers compiled against an older (smaller) struct keep working.
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+
+#include "core/error.h"
+#include "core/progress.h"
+#include "core/threadpool.h"
+#include "cpu/matmul.h"
+#include "eval/perplexity.h"
+#include "eval/sampler.h"
+#include "model/forward.h"
+#include "model/model.h"
+
+#ifdef FQ_HAVE_CUDA
+#include "cuda/cuda_backend.h"
+#endif
+
+#ifndef FQ_VERSION_STRING
+#define FQ_VERSION_STRING "0.0.0"
+#endif
+
+struct fq_runtime {
+    std::unique_ptr<fq::ThreadPool> pool;
+    int32_t device = FQ_DEVICE_CPU;
+};
+
+struct fq_model {
+    fq_runtime *rt = nullptr;
+    std::unique_ptr<fq::Model> model;
+};
+
+struct fq_session {
+    const fq_model *owner = nullptr;
+    fq::KVCache cache;
+    std::atomic<bool> busy{false};
+};
+
+struct fq_sampler {
+    explicit fq_sampler(const fq::SamplerConfig &c) : sampler(c) {}
+    fq::Sampler sampler;
+};
+
+namespace {
+
+void copy_cstr(char *dst, size_t cap, const std::string &src) {
+    size_t n = std::min(cap - 1, src.size());
+    std::memcpy(dst, src.data(), n);
+    dst[n] = '\0';
+}
+
+void set_error(fq_error *err, int32_t code, const std::string &msg, int32_t cuda_error = 0,
+               const std::string &cuda_name = {}) {
+    if (!err) return;
+    err->code = code;
+    err->cuda_error = cuda_error;
+    copy_cstr(err->cuda_error_name, sizeof(err->cuda_error_name), cuda_name);
+    copy_cstr(err->message, sizeof(err->message), msg);
+}
+
+template <class F>
+int32_t guarded(fq_error *err, F &&body) {
+    try {
+        body();
+        if (err) {
+            err->code = FQ_STATUS_OK;
+            err->cuda_error = 0;
+            err->cuda_error_name[0] = '\0';
+            err->message[0] = '\0';
+        }
+        return FQ_STATUS_OK;
+    } catch (const fq::Error &e) {
+        set_error(err, e.status(), e.what(), e.cuda_error(), e.cuda_error_name());
+        return e.status();
+    } catch (const std::bad_alloc &) {
+        set_error(err, FQ_STATUS_OUT_OF_MEMORY, "out of host memory");
+        return FQ_STATUS_OUT_OF_MEMORY;
+    } catch (const std::exception &e) {
+        set_error(err, FQ_STATUS_INTERNAL, std::string("internal error: ") + e.what());
+        return FQ_STATUS_INTERNAL;
+    } catch (...) {
+        set_error(err, FQ_STATUS_INTERNAL, "internal error: unknown exception");
+        return FQ_STATUS_INTERNAL;
+    }
+}
+
+// Copies a caller's option struct over our defaults, honouring its struct_size: fields beyond an older caller's
+// struct keep their defaults.
+template <class T>
+T read_options(const T *in, const T &defaults, const char *what) {
+    T out = defaults;
+    if (!in) return out;
+    FQ_CHECK(in->struct_size >= sizeof(uint32_t) && in->struct_size <= (1u << 16), FQ_STATUS_INVALID_ARGUMENT,
+             "%s.struct_size = %u is invalid: call the _init function first", what, in->struct_size);
+    std::memcpy(&out, in, std::min<size_t>(in->struct_size, sizeof(T)));
+    return out;
+}
+
+template <class T>
+void write_result(T *out, const T &value, const char *what) {
+    FQ_CHECK(out->struct_size >= sizeof(uint32_t) && out->struct_size <= (1u << 16), FQ_STATUS_INVALID_ARGUMENT,
+             "%s.struct_size = %u is invalid: call the _init function first", what, out->struct_size);
+    uint32_t size = out->struct_size;
+    std::memcpy(out, &value, std::min<size_t>(size, sizeof(T)));
+    out->struct_size = size;
+}
+
+#define FQ_REQUIRE_ARG(ptr) FQ_CHECK((ptr) != nullptr, FQ_STATUS_INVALID_ARGUMENT, "%s must not be NULL", #ptr)
+
+std::string_view text_view(const char *text, int64_t len) {
+    FQ_CHECK(len >= 0, FQ_STATUS_INVALID_ARGUMENT, "text_len %lld is negative", (long long)len);
+    FQ_CHECK(text != nullptr || len == 0, FQ_STATUS_INVALID_ARGUMENT, "text is NULL but text_len is %lld",
+             (long long)len);
+    return len == 0 ? std::string_view() : std::string_view(text, static_cast<size_t>(len));
+}
+
+bool resolve_bos(const fq::Model &m, int32_t add_bos) {
+    FQ_CHECK(add_bos >= -1 && add_bos <= 1, FQ_STATUS_INVALID_ARGUMENT, "add_bos %d must be -1, 0 or 1", add_bos);
+    bool bos = add_bos == FQ_BOS_DEFAULT ? m.tokenizer->add_bos_default() : add_bos == FQ_BOS_YES;
+    FQ_CHECK(!bos || m.tokenizer->bos_id() >= 0, FQ_STATUS_INVALID_ARGUMENT, "a BOS token was asked for, but the "
+             "model has none");
+    return bos;
+}
+
+}  // namespace
+
+extern "C" {
+
+FQ_API void fq_error_init(fq_error *err) {
+    if (!err) return;
+    std::memset(err, 0, sizeof(*err));
+    err->struct_size = sizeof(*err);
+}
+
+FQ_API int32_t fq_abi_version(void) { return FQ_ABI_VERSION; }
+FQ_API const char *fq_version_string(void) { return FQ_VERSION_STRING; }
+FQ_API int32_t fq_noop(void) { return 0; }
+
+FQ_API const char *fq_status_name(int32_t status) {
+    switch (status) {
+        case FQ_STATUS_OK: return "FQ_STATUS_OK";
+        case FQ_STATUS_INVALID_ARGUMENT: return "FQ_STATUS_INVALID_ARGUMENT";
+        case FQ_STATUS_NOT_FOUND: return "FQ_STATUS_NOT_FOUND";
+        case FQ_STATUS_IO: return "FQ_STATUS_IO";
+        case FQ_STATUS_MODEL_FORMAT: return "FQ_STATUS_MODEL_FORMAT";
+        case FQ_STATUS_UNSUPPORTED: return "FQ_STATUS_UNSUPPORTED";
+        case FQ_STATUS_OUT_OF_MEMORY: return "FQ_STATUS_OUT_OF_MEMORY";
+        case FQ_STATUS_DEVICE_OUT_OF_MEMORY: return "FQ_STATUS_DEVICE_OUT_OF_MEMORY";
+        case FQ_STATUS_DEVICE_UNAVAILABLE: return "FQ_STATUS_DEVICE_UNAVAILABLE";
+        case FQ_STATUS_CUDA: return "FQ_STATUS_CUDA";
+        case FQ_STATUS_CANCELLED: return "FQ_STATUS_CANCELLED";
+        case FQ_STATUS_BUSY: return "FQ_STATUS_BUSY";
+        case FQ_STATUS_BUFFER_TOO_SMALL: return "FQ_STATUS_BUFFER_TOO_SMALL";
+        case FQ_STATUS_NUMERIC: return "FQ_STATUS_NUMERIC";
+        case FQ_STATUS_INTERNAL: return "FQ_STATUS_INTERNAL";
+        default: return "FQ_STATUS_UNKNOWN";
+    }
+}
+
+/* ---- cancellation ---- */
+
+FQ_API int32_t fq_cancel_token_create(fq_cancel_token **out, fq_error *err) {
+    return guarded(err, [&] {
+        FQ_REQUIRE_ARG(out);
+        *out = new fq_cancel_token();
+    });
+}
+FQ_API void fq_cancel_token_cancel(fq_cancel_token *t) {
+    if (t) t->cancelled.store(true);
+}
+FQ_API int32_t fq_cancel_token_is_cancelled(const fq_cancel_token *t) { return t && t->cancelled.load() ? 1 : 0; }
+FQ_API void fq_cancel_token_reset(fq_cancel_token *t) {
+    if (t) t->cancelled.store(false);
+}
+FQ_API void fq_cancel_token_free(fq_cancel_token *t) { delete t; }
+
+/* ---- runtime ---- */
+
+FQ_API void fq_runtime_options_init(fq_runtime_options *o) {
+    if (!o) return;
+    std::memset(o, 0, sizeof(*o));
+    o->struct_size = sizeof(*o);
+    o->n_threads = 0;
+    o->device = FQ_DEVICE_CPU;
+}
+
+FQ_API int32_t fq_build_has_cuda(void) {
+#ifdef FQ_HAVE_CUDA
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+FQ_API int32_t fq_cuda_device_count(int32_t *out, fq_error *err) {
+    return guarded(err, [&] {
+        FQ_REQUIRE_ARG(out);
+#ifdef FQ_HAVE_CUDA
+        *out = fq::cuda::device_count();
+#else
+        *out = 0;
+#endif
+    });
+}
+
+FQ_API int32_t fq_runtime_create(const fq_runtime_options *opts, fq_runtime **out, fq_error *err) {
+    return guarded(err, [&] {
+        FQ_REQUIRE_ARG(out);
+        *out = nullptr;
+        fq_runtime_options o;
+        fq_runtime_options_init(&o);
+        o = read_options(opts, o, "fq_runtime_options");
+        FQ_CHECK(o.n_threads >= 0 && o.n_threads <= 1024, FQ_STATUS_INVALID_ARGUMENT,
+                 "n_threads %d must be between 0 and 1024", o.n_threads);
+        FQ_CHECK(o.device >= FQ_DEVICE_CPU, FQ_STATUS_INVALID_ARGUMENT, "device %d is invalid", o.device);
+        if (o.device != FQ_DEVICE_CPU) {
+            int32_t n = 0;
+#ifdef FQ_HAVE_CUDA
+            n = fq::cuda::device_count();
+#else
+            FQ_FAIL(FQ_STATUS_DEVICE_UNAVAILABLE, "CUDA device %d was asked for, but this library was built without "
+                    "the CUDA backend", o.device);
+#endif
+            FQ_CHECK(o.device < n, FQ_STATUS_DEVICE_UNAVAILABLE, "CUDA device %d was asked for, but %d device(s) are "
+                     "usable", o.device, n);
+            FQ_FAIL(FQ_STATUS_UNSUPPORTED, "full-precision models run on the CPU device; GPU execution is for "
+                    "quantized models");
+        }
+        auto rt = std::make_unique<fq_runtime>();
+        rt->pool = std::make_unique<fq::ThreadPool>(o.n_threads);
+        rt->device = o.device;
+        fq::blas_set_threads(rt->pool->n_threads());
+        *out = rt.release();
+    });
+}
+
+FQ_API void fq_runtime_free(fq_runtime *rt) { delete rt; }
+FQ_API int32_t fq_runtime_n_threads(const fq_runtime *rt) { return rt ? rt->pool->n_threads() : 0; }
+
+/* ---- model ---- */
+
+FQ_API void fq_model_options_init(fq_model_options *o) {
+    if (!o) return;
+    std::memset(o, 0, sizeof(*o));
+    o->struct_size = sizeof(*o);
+    o->check_finite = 1;
+}
+
+FQ_API int32_t fq_model_load(fq_runtime *rt, const char *path, const fq_model_options *opts, fq_model **out,
+                             fq_error *err) {
+    return guarded(err, [&] {
+        FQ_REQUIRE_ARG(out);
+        *out = nullptr;
+        FQ_REQUIRE_ARG(rt);
+        FQ_REQUIRE_ARG(path);
+        fq_model_options o;
+        fq_model_options_init(&o);
+        o = read_options(opts, o, "fq_model_options");
+        fq::LoadOptions lo;
+        lo.check_finite = o.check_finite != 0;
+        auto m = std::make_unique<fq_model>();
+        m->rt = rt;
+        m->model = fq::load_gguf_model(path, lo);
+        *out = m.release();
+    });
+}
+
+FQ_API void fq_model_free(fq_model *m) { delete m; }
+
+FQ_API void fq_model_info_init(fq_model_info *info) {
+    if (!info) return;
+    std::memset(info, 0, sizeof(*info));
+    info->struct_size = sizeof(*info);
+}
+
+FQ_API int32_t fq_model_get_info(const fq_model *model, fq_model_info *out, fq_error *err) {
+    return guarded(err, [&] {
+        FQ_REQUIRE_ARG(model);
+        FQ_REQUIRE_ARG(out);
+        const fq::Model &m = *model->model;
+        const fq::ModelConfig &c = m.config;
+        fq_model_info i;
+        fq_model_info_init(&i);
+        copy_cstr(i.architecture, sizeof(i.architecture), c.architecture);
+        copy_cstr(i.name, sizeof(i.name), c.name);
+        copy_cstr(i.tokenizer_model, sizeof(i.tokenizer_model), m.tokenizer->model_name());
+        copy_cstr(i.tokenizer_pre, sizeof(i.tokenizer_pre), m.tokenizer->pre_name());
+        copy_cstr(i.weight_types, sizeof(i.weight_types), m.source.weight_types);
+        i.n_params = m.source.n_params;
+        i.file_bytes = m.source.file_bytes;
+        i.n_vocab = c.n_vocab;
+        i.n_ctx_train = c.n_ctx_train;
+        i.n_embd = c.n_embd;
+        i.n_layer = c.n_layer;
+        i.n_head = c.n_head;
+        i.n_head_kv = c.n_head_kv;
+        i.head_dim = c.head_dim;
+        i.n_ff = c.n_ff;
+        i.rope_dim = c.rope_dim;
+        i.bos_id = m.tokenizer->bos_id();
+        i.eos_id = m.tokenizer->eos_id();
+        i.add_bos = m.tokenizer->add_bos_default() ? 1 : 0;
+        i.tied_embeddings = c.tied_embeddings ? 1 : 0;
+        i.has_qkv_bias = c.qkv_bias ? 1 : 0;
+        i.rope_freq_base = c.rope_freq_base;
+        i.rms_eps = c.rms_eps;
+        i.gguf_version = m.source.gguf_version;
+        write_result(out, i, "fq_model_info");
+    });
+}
+
+FQ_API int32_t fq_model_fingerprint(const fq_model *model, char *buf, int64_t buf_size, fq_error *err) {
+    return guarded(err, [&] {
+        FQ_REQUIRE_ARG(model);
+        FQ_REQUIRE_ARG(buf);
+        FQ_CHECK(buf_size >= 65, FQ_STATUS_BUFFER_TOO_SMALL, "the fingerprint needs 65 bytes, buf_size is %lld",
+                 (long long)buf_size);
+        copy_cstr(buf, 65, model->model->fingerprint());
+    });
+}
+
+/* ---- tokenizer ---- */
+
+FQ_API int32_t fq_model_tokenize(const fq_model *model, const char *text, int64_t text_len, int32_t add_bos,
+                                 int32_t *tokens, int64_t capacity, int64_t *n_tokens, fq_error *err) {
+    return guarded(err, [&] {
+        FQ_REQUIRE_ARG(model);
+        FQ_REQUIRE_ARG(n_tokens);
+        FQ_CHECK(capacity >= 0 && (tokens != nullptr || capacity == 0), FQ_STATUS_INVALID_ARGUMENT,
+                 "tokens is NULL or capacity %lld is negative", (long long)capacity);
+        const fq::Model &m = *model->model;
+        std::vector<int32_t> ids = m.tokenizer->encode(text_view(text, text_len), resolve_bos(m, add_bos));
+        *n_tokens = static_cast<int64_t>(ids.size());
+        FQ_CHECK((int64_t)ids.size() <= capacity, FQ_STATUS_BUFFER_TOO_SMALL,
+                 "the text has %zu tokens but the buffer holds %lld", ids.size(), (long long)capacity);
+        std::copy(ids.begin(), ids.end(), tokens);
+    });
+}
+
+FQ_API int32_t fq_model_detokenize(const fq_model *model, const int32_t *tokens, int64_t n, char *buf,
+                                   int64_t capacity, int64_t *n_bytes, fq_error *err) {
+    return guarded(err, [&] {
+        FQ_REQUIRE_ARG(model);
+        FQ_REQUIRE_ARG(n_bytes);
+        FQ_CHECK(n >= 0 && (tokens != nullptr || n == 0), FQ_STATUS_INVALID_ARGUMENT,
+                 "tokens is NULL or n_tokens %lld is negative", (long long)n);
+        FQ_CHECK(capacity >= 0 && (buf != nullptr || capacity == 0), FQ_STATUS_INVALID_ARGUMENT,
+                 "buf is NULL or capacity %lld is negative", (long long)capacity);
+        const fq::Model &m = *model->model;
+        for (int64_t i = 0; i < n; ++i)
+            FQ_CHECK(tokens[i] >= 0 && tokens[i] < m.config.n_vocab, FQ_STATUS_INVALID_ARGUMENT,
+                     "token id %d at index %lld is outside the vocabulary [0, %d)", tokens[i], (long long)i,
+                     m.config.n_vocab);
+        std::string text = m.tokenizer->decode(tokens, static_cast<size_t>(n));
+        *n_bytes = static_cast<int64_t>(text.size());
+        FQ_CHECK((int64_t)text.size() <= capacity, FQ_STATUS_BUFFER_TOO_SMALL,
+                 "the text has %zu bytes but the buffer holds %lld", text.size(), (long long)capacity);
+        std::memcpy(buf, text.data(), text.size());
+    });
+}
+
+/* ---- evaluation ---- */
+
+FQ_API int32_t fq_model_logits(const fq_model *model, const int32_t *tokens, int64_t n_tokens, float *logits,
+                               int64_t capacity, fq_error *err) {
+    return guarded(err, [&] {
+        FQ_REQUIRE_ARG(model);
+        FQ_REQUIRE_ARG(tokens);
+        FQ_REQUIRE_ARG(logits);
+        const fq::Model &m = *model->model;
+        FQ_CHECK(n_tokens > 0 && n_tokens <= m.config.n_ctx_train, FQ_STATUS_INVALID_ARGUMENT,
+                 "n_tokens %lld must be between 1 and the model's context length %d", (long long)n_tokens,
+                 m.config.n_ctx_train);
+        const int64_t V = m.config.n_vocab;
+        FQ_CHECK(capacity >= n_tokens * V, FQ_STATUS_BUFFER_TOO_SMALL,
+                 "logits need %lld floats but capacity is %lld", (long long)(n_tokens * V), (long long)capacity);
+        fq::KVCache cache;
+        cache.init(m.config, static_cast<int32_t>(n_tokens));
+        fq::forward(m, *model->rt->pool, tokens, n_tokens, cache, fq::LogitsWanted::All,
+                    [&](int64_t row0, int64_t rows, const float *lg) {
+                        std::memcpy(logits + row0 * V, lg, sizeof(float) * rows * V);
+                    });
+    });
+}
+
+FQ_API void fq_perplexity_options_init(fq_perplexity_options *o) {
+    if (!o) return;
+    std::memset(o, 0, sizeof(*o));
+    o->struct_size = sizeof(*o);
+    o->seqlen = 2048;
+    o->add_bos = FQ_BOS_DEFAULT;
+    o->max_chunks = -1;
+}
+
+FQ_API void fq_perplexity_result_init(fq_perplexity_result *r) {
+    if (!r) return;
+    std::memset(r, 0, sizeof(*r));
+    r->struct_size = sizeof(*r);
+}
+
+FQ_API int32_t fq_model_perplexity(const fq_model *model, const char *text, int64_t text_len,
+                                   const fq_perplexity_options *opts, fq_perplexity_result *out, fq_error *err) {
+    return guarded(err, [&] {
+        FQ_REQUIRE_ARG(model);
+        FQ_REQUIRE_ARG(out);
+        auto t0 = std::chrono::steady_clock::now();
+        fq_perplexity_options o;
+        fq_perplexity_options_init(&o);
+        o = read_options(opts, o, "fq_perplexity_options");
+        const fq::Model &m = *model->model;
+        std::string_view tv = text_view(text, text_len);
+        FQ_CHECK(!tv.empty(), FQ_STATUS_INVALID_ARGUMENT, "the text is empty");
+        fq::Progress progress(o.progress, o.progress_user_data, o.cancel);
+        progress.step("tokenize", 0, 1);
+        bool bos = resolve_bos(m, o.add_bos);
+        std::vector<int32_t> ids = m.tokenizer->encode(tv, bos);
+        progress.step("tokenize", 1, 1);
+        fq::PerplexityResult pr = fq::perplexity(m, *model->rt->pool, ids, o.seqlen, o.max_chunks, progress);
+        fq_perplexity_result r;
+        fq_perplexity_result_init(&r);
+        r.bos = bos ? 1 : 0;
+        r.n_tokens = pr.n_tokens;
+        r.n_chunks = pr.n_chunks;
+        r.n_predicted = pr.n_predicted;
+        r.nll_sum = pr.nll_sum;
+        r.ppl = pr.ppl;
+        r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        write_result(out, r, "fq_perplexity_result");
+    });
+}
+
+/* ---- sessions ---- */
+
+FQ_API void fq_session_options_init(fq_session_options *o) {
+    if (!o) return;
+    std::memset(o, 0, sizeof(*o));
+    o->struct_size = sizeof(*o);
+}
+
+FQ_API int32_t fq_session_create(const fq_model *model, const fq_session_options *opts, fq_session **out,
+                                 fq_error *err) {
+    return guarded(err, [&] {
+        FQ_REQUIRE_ARG(out);
+        *out = nullptr;
+        FQ_REQUIRE_ARG(model);
+        fq_session_options o;
+        fq_session_options_init(&o);
+        o = read_options(opts, o, "fq_session_options");
+        const fq::ModelConfig &c = model->model->config;
+        int32_t n_ctx = o.n_ctx == 0 ? std::min(c.n_ctx_train, 4096) : o.n_ctx;
+        FQ_CHECK(n_ctx > 0 && n_ctx <= c.n_ctx_train, FQ_STATUS_INVALID_ARGUMENT,
+                 "n_ctx %d must be between 1 and the model's context length %d", o.n_ctx, c.n_ctx_train);
+        auto s = std::make_unique<fq_session>();
+        s->owner = model;
+        s->cache.init(c, n_ctx);
+        *out = s.release();
+    });
+}
+
+FQ_API void fq_session_free(fq_session *s) { delete s; }
+
+namespace {
+// Marks the session busy for the lifetime of the guard; a second caller gets FQ_STATUS_BUSY.
+struct SessionLock {
+    explicit SessionLock(fq_session *s) : s_(s) {
+        FQ_CHECK(!s_->busy.exchange(true), FQ_STATUS_BUSY, "the session is in use by another call");
+    }
+    ~SessionLock() { s_->busy.store(false); }
+    fq_session *s_;
+};
+}  // namespace
+
+FQ_API int32_t fq_session_reset(fq_session *s, fq_error *err) {
+    return guarded(err, [&] {
+        FQ_REQUIRE_ARG(s);
+        SessionLock lock(s);
+        s->cache.n_past = 0;
+    });
+}
+
+FQ_API int32_t fq_session_position(fq_session *s, int64_t *out, fq_error *err) {
+    return guarded(err, [&] {
+        FQ_REQUIRE_ARG(s);
+        FQ_REQUIRE_ARG(out);
+        SessionLock lock(s);
+        *out = s->cache.n_past;
+    });
+}
+
+FQ_API int32_t fq_session_decode(fq_session *s, const int32_t *tokens, int64_t n_tokens, float *logits,
+                                 int64_t capacity, fq_error *err) {
+    return guarded(err, [&] {
+        FQ_REQUIRE_ARG(s);
+        FQ_REQUIRE_ARG(tokens);
+        FQ_CHECK(n_tokens > 0, FQ_STATUS_INVALID_ARGUMENT, "n_tokens %lld must be positive", (long long)n_tokens);
+        SessionLock lock(s);
+        const fq::Model &m = *s->owner->model;
+        const int64_t V = m.config.n_vocab;
+        if (logits)
+            FQ_CHECK(capacity >= V, FQ_STATUS_BUFFER_TOO_SMALL, "logits need %lld floats but capacity is %lld",
+                     (long long)V, (long long)capacity);
+        fq::forward(m, *s->owner->rt->pool, tokens, n_tokens, s->cache,
+                    logits ? fq::LogitsWanted::Last : fq::LogitsWanted::None,
+                    [&](int64_t, int64_t, const float *lg) { std::memcpy(logits, lg, sizeof(float) * V); });
+    });
+}
+
+/* ---- sampling ---- */
+
+FQ_API void fq_sampler_options_init(fq_sampler_options *o) {
+    if (!o) return;
+    std::memset(o, 0, sizeof(*o));
+    o->struct_size = sizeof(*o);
+    o->temperature = 0.0f;
+    o->top_p = 1.0f;
+    o->top_k = 0;
+    o->seed = 0;
+}
+
+FQ_API int32_t fq_sampler_create(const fq_sampler_options *opts, fq_sampler **out, fq_error *err) {
+    return guarded(err, [&] {
+        FQ_REQUIRE_ARG(out);
+        *out = nullptr;
+        fq_sampler_options o;
+        fq_sampler_options_init(&o);
+        o = read_options(opts, o, "fq_sampler_options");
+        fq::SamplerConfig c;
+        c.temperature = o.temperature;
+        c.top_p = o.top_p;
+        c.top_k = o.top_k;
+        c.seed = o.seed;
+        *out = new fq_sampler(c);
+    });
+}
+
+FQ_API void fq_sampler_free(fq_sampler *s) { delete s; }
+
+FQ_API int32_t fq_sampler_sample(fq_sampler *s, const float *logits, int32_t n_vocab, int32_t *out_token,
+                                 fq_error *err) {
+    return guarded(err, [&] {
+        FQ_REQUIRE_ARG(s);
+        FQ_REQUIRE_ARG(logits);
+        FQ_REQUIRE_ARG(out_token);
+        *out_token = s->sampler.sample(logits, n_vocab);
+    });
+}
+
+}  // extern "C"

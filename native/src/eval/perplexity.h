@@ -1,0 +1,31 @@
+// Perplexity as GPTQ, QuaRot and FlatQuant compute it: one token stream, non-overlapping windows of seqlen tokens
+// (the remainder dropped), each window from an empty context, the mean negative log-likelihood over every predicted
+// token (seqlen - 1 per window), exponentiated.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/progress.h"
+#include "model/model.h"
+
+namespace fq {
+class ThreadPool;
+
+struct PerplexityResult {
+    int64_t n_tokens = 0;
+    int64_t n_chunks = 0;
+    int64_t n_predicted = 0;
+    double nll_sum = 0;
+    double ppl = 0;
+};
+
+// tokens: the whole tokenized text. max_chunks < 0 means every full window. Throws INVALID_ARGUMENT (seqlen outside
+// [2, n_ctx_train], max_chunks == 0, fewer tokens than one window), CANCELLED, NUMERIC (a non-finite logit).
+PerplexityResult perplexity(const Model &model, ThreadPool &pool, const std::vector<int32_t> &tokens,
+                            int32_t seqlen, int64_t max_chunks, const Progress &progress);
+
+// log(sum(exp(row))) - row[target], in double.
+double token_nll(const float *row, int64_t n_vocab, int32_t target);
+
+}  // namespace fq
