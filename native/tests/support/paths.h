@@ -20,7 +20,7 @@ inline std::string source_dir() {
 
 inline bool file_exists(const std::string &p) { return std::ifstream(p).good(); }
 
-inline std::string stories_path() { return source_dir() + "/../shared/data/models/stories260K.gguf"; }
+inline std::string stories_path() { return source_dir() + "/data/models/stories260K.gguf"; }
 
 // The default model; empty when it is not available.
 inline std::string smollm2_path() {
