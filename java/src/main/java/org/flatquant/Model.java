@@ -1,0 +1,402 @@
+package org.flatquant;
+
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static org.flatquant.bindings.flatquant_h.*;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Objects;
+import org.flatquant.bindings.fq_model_info;
+import org.flatquant.bindings.fq_model_options;
+import org.flatquant.bindings.fq_perplexity_options;
+import org.flatquant.bindings.fq_perplexity_result;
+import org.flatquant.bindings.fq_progress_fn;
+
+/**
+ * A LLaMA-family model loaded from a GGUF file: weights, configuration and tokenizer.
+ *
+ * <p>Thread safe: a model is immutable after loading, and any number of threads may call it at once. It must
+ * outlive its sessions: {@link #close()} throws {@link IllegalStateException} while a {@link Session} of it is
+ * open (closing is refused, not deferred), and also while another thread is inside a call on it. After
+ * {@code close()} every method throws {@link IllegalStateException}.
+ *
+ * <pre>{@code
+ * try (Engine engine = Engine.cpu();
+ *      Model model = Model.load(engine, Path.of("stories260K.gguf"))) {
+ *     int[] ids = model.tokenizer().encode("Once upon a time", Bos.DEFAULT);
+ *     float[] logits = model.logits(ids);   // [ids.length][vocabSize], row-major
+ * }
+ * }</pre>
+ *
+ * @since 0.1
+ */
+public final class Model extends NativeResource {
+    private final Engine engine;
+    private final Path path;
+    private final ModelInfo info;
+    private final Tokenizer tokenizer;
+
+    private Model(Engine engine, Path path) {
+        super("model", "session(s)");
+        this.engine = engine;
+        this.path = path;
+        engine.retain();
+        boolean adopted = false;
+        boolean ok = false;
+        try (Arena call = Arena.ofConfined()) {
+            MemorySegment err = Native.error(call);
+            MemorySegment opts = fq_model_options.allocate(call);
+            fq_model_options_init(opts);
+            MemorySegment out = call.allocate(C_POINTER);
+            int status = fq_model_load(engine.handle(), call.allocateFrom(path.toString()), opts, out, err);
+            Native.check(status, err);
+            adopt(out.get(C_POINTER, 0), h -> {
+                fq_model_free(h);
+                engine.release();
+            });
+            adopted = true;
+            this.info = readInfo(call);
+            this.tokenizer = new Tokenizer(this);
+            ok = true;
+        } finally {
+            if (!ok) {
+                if (adopted) {
+                    close();
+                } else {
+                    engine.release();
+                }
+            }
+        }
+    }
+
+    /**
+     * Loads a GGUF model (versions 2 and 3); quantized weights are dequantized to FP32.
+     *
+     * @param engine where the model runs; must stay open while the model is
+     * @param path the {@code .gguf} file
+     * @return the model; close it
+     * @throws NotFoundException when the file does not exist
+     * @throws ModelFormatException when the file is truncated, corrupt or inconsistent
+     * @throws UnsupportedInputException when the architecture, a tensor type or the tokenizer is not supported
+     * @throws IllegalStateException when the engine is closed
+     */
+    public static Model load(Engine engine, Path path) {
+        Objects.requireNonNull(engine, "engine");
+        Objects.requireNonNull(path, "path");
+        Path file = path.toAbsolutePath();
+        if (!Files.exists(file)) {
+            throw new NotFoundException("model file not found: " + path);
+        }
+        if (Files.isDirectory(file)) {
+            throw new InvalidArgumentException("model path is a directory, not a .gguf file: " + path);
+        }
+        return new Model(engine, file);
+    }
+
+    private ModelInfo readInfo(Arena call) {
+        MemorySegment err = Native.error(call);
+        MemorySegment s = fq_model_info.allocate(call);
+        fq_model_info_init(s);
+        Native.check(fq_model_get_info(handle(), s, err), err);
+        return new ModelInfo(
+                Native.string(fq_model_info.architecture(s)),
+                Native.string(fq_model_info.name(s)),
+                Native.string(fq_model_info.tokenizer_model(s)),
+                Native.string(fq_model_info.tokenizer_pre(s)),
+                Native.string(fq_model_info.weight_types(s)),
+                fq_model_info.n_params(s),
+                fq_model_info.file_bytes(s),
+                fq_model_info.n_vocab(s),
+                fq_model_info.n_ctx_train(s),
+                fq_model_info.n_embd(s),
+                fq_model_info.n_layer(s),
+                fq_model_info.n_head(s),
+                fq_model_info.n_head_kv(s),
+                fq_model_info.head_dim(s),
+                fq_model_info.n_ff(s),
+                fq_model_info.rope_dim(s),
+                fq_model_info.bos_id(s),
+                fq_model_info.eos_id(s),
+                fq_model_info.add_bos(s) != 0,
+                fq_model_info.tied_embeddings(s) != 0,
+                fq_model_info.has_qkv_bias(s) != 0,
+                fq_model_info.rope_freq_base(s),
+                fq_model_info.rms_eps(s),
+                fq_model_info.gguf_version(s));
+    }
+
+    /**
+     * The model's configuration.
+     *
+     * @return the information read at load time
+     */
+    public ModelInfo info() {
+        ensureOpen();
+        return info;
+    }
+
+    /**
+     * The model's tokenizer.
+     *
+     * @return a view of this model; it fails once the model is closed
+     */
+    public Tokenizer tokenizer() {
+        ensureOpen();
+        return tokenizer;
+    }
+
+    /**
+     * The engine this model runs on.
+     *
+     * @return the engine given to {@link #load}
+     */
+    public Engine engine() {
+        return engine;
+    }
+
+    /**
+     * The file this model was loaded from.
+     *
+     * @return an absolute path
+     */
+    public Path path() {
+        return path;
+    }
+
+    /**
+     * The SHA-256 of the model file.
+     *
+     * @return 64 lowercase hex digits
+     */
+    public String fingerprint() {
+        try (Arena call = Arena.ofConfined()) {
+            MemorySegment err = Native.error(call);
+            MemorySegment buf = call.allocate(65);
+            Native.check(fq_model_fingerprint(handle(), buf, buf.byteSize(), err), err);
+            return Native.string(buf);
+        }
+    }
+
+    /**
+     * The logits of every position of one sequence, run from an empty context.
+     *
+     * @param tokens the token ids, 1 to {@link ModelInfo#contextLength()} of them
+     * @return {@code float[tokens.length * vocabSize]}, row-major: row {@code i} scores the token after
+     *     {@code tokens[i]}
+     * @throws InvalidArgumentException for an empty or too long sequence or an id outside the vocabulary
+     */
+    public float[] logits(int[] tokens) {
+        Objects.requireNonNull(tokens, "tokens");
+        long floats = checkSequence(tokens);
+        if (floats > Integer.MAX_VALUE - 8) {
+            throw new InvalidArgumentException(tokens.length + " x " + info.vocabSize()
+                    + " logits do not fit a Java array; use logits(int[], MemorySegment)");
+        }
+        try (Arena call = Arena.ofConfined()) {
+            MemorySegment out = call.allocate(JAVA_FLOAT, floats);
+            logitsInto(call, tokens, out);
+            return out.toArray(JAVA_FLOAT);
+        }
+    }
+
+    /**
+     * Zero-copy variant of {@link #logits(int[])}: writes the logits into {@code out}.
+     *
+     * @param tokens the token ids, 1 to {@link ModelInfo#contextLength()} of them
+     * @param out at least {@code tokens.length * vocabSize} floats, native byte order; receives the row-major
+     *     logits {@code [tokens.length][vocabSize]}
+     * @throws InvalidArgumentException when {@code out} is too small or the tokens are invalid
+     */
+    public void logits(int[] tokens, MemorySegment out) {
+        Objects.requireNonNull(tokens, "tokens");
+        Objects.requireNonNull(out, "out");
+        long floats = checkSequence(tokens);
+        if (out.byteSize() < floats * Float.BYTES) {
+            throw new InvalidArgumentException("out holds " + out.byteSize() / Float.BYTES + " floats, "
+                    + floats + " are needed");
+        }
+        try (Arena call = Arena.ofConfined()) {
+            logitsInto(call, tokens, out);
+        }
+    }
+
+    private long checkSequence(int[] tokens) {
+        ensureOpen();
+        if (tokens.length == 0) {
+            throw new InvalidArgumentException("no tokens given");
+        }
+        if (tokens.length > info.contextLength()) {
+            throw new InvalidArgumentException(tokens.length + " tokens exceed the model's context length "
+                    + info.contextLength());
+        }
+        return (long) tokens.length * info.vocabSize();
+    }
+
+    private void logitsInto(Arena call, int[] tokens, MemorySegment out) {
+        MemorySegment err = Native.error(call);
+        MemorySegment ids = call.allocateFrom(JAVA_INT, tokens);
+        Native.check(fq_model_logits(handle(), ids, tokens.length, out, out.byteSize() / Float.BYTES, err), err);
+    }
+
+    /**
+     * Perplexity of a text with the default options and no progress reports. See
+     * {@link #perplexity(String, PerplexityOptions, ProgressListener)}.
+     *
+     * @param text the text, evaluated as UTF-8
+     * @param options window length, BOS, chunk limit, cancellation
+     * @return the result
+     */
+    public PerplexityResult perplexity(String text, PerplexityOptions options) {
+        return perplexity(text, options, null);
+    }
+
+    /**
+     * Perplexity as GPTQ, QuaRot and FlatQuant compute it: the text is tokenized once (with one optional BOS in
+     * front), cut into non-overlapping windows of {@code seqlen} tokens (the rest is dropped), each window is
+     * evaluated from an empty context, and the mean negative log-likelihood of every predicted token
+     * ({@code seqlen - 1} per window) is exponentiated.
+     *
+     * @param text the text, evaluated as UTF-8; not empty
+     * @param options window length, BOS, chunk limit, cancellation; null for {@link PerplexityOptions#defaults()}
+     * @param listener progress reports on the calling thread, may return false to cancel; may be null
+     * @return the result
+     * @throws InvalidArgumentException for an empty text, a window longer than the model's context, or a text
+     *     shorter than one window
+     * @throws CancelledException when the listener or the options' cancellation token cancelled
+     */
+    public PerplexityResult perplexity(String text, PerplexityOptions options, ProgressListener listener) {
+        Objects.requireNonNull(text, "text");
+        PerplexityOptions o = options == null ? PerplexityOptions.defaults() : options;
+        ensureOpen();
+        if (text.isEmpty()) {
+            throw new InvalidArgumentException("the text is empty");
+        }
+        if (o.seqlen() > info.contextLength()) {
+            throw new InvalidArgumentException("seqlen " + o.seqlen() + " exceeds the model's context length "
+                    + info.contextLength());
+        }
+        CancellationToken token = o.cancellation();
+        if (token != null) {
+            token.retain();
+        }
+        try (Arena call = Arena.ofConfined()) {
+            MemorySegment err = Native.error(call);
+            byte[] bytes = text.getBytes(StandardCharsets.UTF_8);
+            MemorySegment opts = fq_perplexity_options.allocate(call);
+            fq_perplexity_options_init(opts);
+            fq_perplexity_options.seqlen(opts, o.seqlen());
+            fq_perplexity_options.add_bos(opts, o.bos().code);
+            fq_perplexity_options.max_chunks(opts, o.maxChunks());
+            ProgressUpcall upcall = listener == null ? null : new ProgressUpcall(listener);
+            if (upcall != null) {
+                fq_perplexity_options.progress(opts, fq_progress_fn.allocate(upcall, call));
+            }
+            if (token != null) {
+                fq_perplexity_options.cancel(opts, token.handle());
+            }
+            MemorySegment res = fq_perplexity_result.allocate(call);
+            fq_perplexity_result_init(res);
+            int status = fq_model_perplexity(handle(), Native.utf8(call, bytes), bytes.length, opts, res, err);
+            if (upcall != null) {
+                upcall.rethrow();
+            }
+            Native.check(status, err);
+            return new PerplexityResult(
+                    fq_perplexity_result.ppl(res),
+                    fq_perplexity_result.nll_sum(res),
+                    fq_perplexity_result.n_predicted(res),
+                    fq_perplexity_result.n_tokens(res),
+                    fq_perplexity_result.n_chunks(res),
+                    fq_perplexity_result.bos(res) != 0,
+                    fq_perplexity_result.seconds(res));
+        } finally {
+            if (token != null) {
+                token.release();
+            }
+        }
+    }
+
+    /**
+     * A session with a KV cache as long as the model's context (at most 4096 tokens).
+     *
+     * @return a new session; close it before the model
+     */
+    public Session newSession() {
+        return new Session(this, 0);
+    }
+
+    /**
+     * A session with a KV cache of {@code contextLength} tokens.
+     *
+     * @param contextLength tokens the session can hold, 1 to {@link ModelInfo#contextLength()}
+     * @return a new session; close it before the model
+     */
+    public Session newSession(int contextLength) {
+        if (contextLength < 1) {
+            throw new InvalidArgumentException("a session's context length is at least 1, got " + contextLength);
+        }
+        return new Session(this, contextLength);
+    }
+
+    /** Detokenizes to raw UTF-8 bytes, which may end inside a character (streaming needs that). */
+    byte[] detokenizeBytes(int[] tokens) {
+        try (Arena call = Arena.ofConfined()) {
+            MemorySegment err = Native.error(call);
+            MemorySegment ids = call.allocateFrom(JAVA_INT, tokens.length == 0 ? new int[1] : tokens);
+            MemorySegment n = call.allocate(C_LONG_LONG);
+            long capacity = 16L * tokens.length + 16;
+            MemorySegment buf = call.allocate(capacity);
+            int status = fq_model_detokenize(handle(), ids, tokens.length, buf, capacity, n, err);
+            if (status == Status.BUFFER_TOO_SMALL) {
+                capacity = n.get(C_LONG_LONG, 0);
+                buf = call.allocate(Math.max(1, capacity));
+                err = Native.error(call);
+                status = fq_model_detokenize(handle(), ids, tokens.length, buf, capacity, n, err);
+            }
+            Native.check(status, err);
+            return buf.asSlice(0, n.get(C_LONG_LONG, 0)).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE);
+        }
+    }
+
+    @Override
+    public String toString() {
+        return isClosed() ? "Model[closed]" : "Model[" + info.architecture() + ", " + path.getFileName() + "]";
+    }
+
+    /** Bridges the native progress callback to a listener; an exception in the listener cancels and resurfaces. */
+    private static final class ProgressUpcall implements fq_progress_fn.Function {
+        private final ProgressListener listener;
+        private Throwable thrown;
+
+        ProgressUpcall(ProgressListener listener) {
+            this.listener = listener;
+        }
+
+        @Override
+        public int apply(MemorySegment userData, MemorySegment stage, long done, long total) {
+            // An exception escaping an upcall terminates the JVM: catch everything, cancel, rethrow later.
+            try {
+                return listener.onProgress(Native.staticString(stage), done, total) ? 0 : 1;
+            } catch (Throwable t) {
+                thrown = t;
+                return 1;
+            }
+        }
+
+        void rethrow() {
+            if (thrown instanceof RuntimeException r) {
+                throw r;
+            }
+            if (thrown instanceof Error e) {
+                throw e;
+            }
+            if (thrown != null) {
+                throw new IllegalStateException("progress listener failed", thrown);
+            }
+        }
+    }
+}

@@ -1,0 +1,381 @@
+package org.flatquant.cli;
+
+import java.io.FileDescriptor;
+import java.io.FileOutputStream;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.io.UncheckedIOException;
+import java.nio.charset.CharacterCodingException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.HexFormat;
+import java.util.Set;
+import org.flatquant.Bos;
+import org.flatquant.Engine;
+import org.flatquant.FlatQuant;
+import org.flatquant.FlatQuantException;
+import org.flatquant.GenerationOptions;
+import org.flatquant.GenerationResult;
+import org.flatquant.Model;
+import org.flatquant.ModelInfo;
+import org.flatquant.NotFoundException;
+import org.flatquant.PerplexityOptions;
+import org.flatquant.PerplexityResult;
+import org.flatquant.Session;
+import org.flatquant.WikiText;
+import org.flatquant.cli.Args.UsageException;
+
+/**
+ * The {@code flatquant} command line: {@code info}, {@code ppl} and {@code generate} on the Java API.
+ * Exit status: 0 on success, 1 on an error (message on stderr), 2 on a malformed command line (with the usage).
+ */
+public final class Main {
+    static final String USAGE = """
+            usage: flatquant <command> [options]
+
+            commands:
+              info      --model M.gguf [--json]
+                        the model's architecture, sizes and tokenizer
+              ppl       --model M.gguf --text FILE|wikitext2-test|wikitext2-validation
+                        [--seqlen 2048] [--max-chunks N] [--bos|--no-bos] [--json] [--quiet]
+                        perplexity over non-overlapping windows of --seqlen tokens (a plain FILE is read
+                        as UTF-8 as is; wikitext2-* are rebuilt from the data directory, which is
+                        -Dflatquant.data.dir or ./data)
+              generate  --model M.gguf --prompt TEXT [--max-tokens 128]
+                        [--temperature T] [--top-p P] [--top-k K] [--seed S]
+                        streams the continuation of TEXT to stdout (greedy unless --temperature > 0)
+
+            options of every command:
+              --threads N         CPU worker threads (0 = one per core, the default)
+              --device D          cpu (default), cuda or cuda:N
+              -h, --help          this text
+
+            exit status: 0 success, 1 error, 2 malformed command line""";
+
+    private static final Set<String> COMMON = Set.of("--model", "--threads", "--device");
+
+    private final PrintStream out;
+    private final PrintStream err;
+
+    private Main(PrintStream out, PrintStream err) {
+        this.out = out;
+        this.err = err;
+    }
+
+    /**
+     * Runs the command line and exits with its status.
+     *
+     * @param args the arguments
+     */
+    public static void main(String[] args) {
+        PrintStream out = new PrintStream(new FileOutputStream(FileDescriptor.out), true, StandardCharsets.UTF_8);
+        PrintStream err = new PrintStream(new FileOutputStream(FileDescriptor.err), true, StandardCharsets.UTF_8);
+        int status = run(args, out, err);
+        out.flush();
+        err.flush();
+        System.exit(status);
+    }
+
+    /**
+     * Runs the command line without exiting, for tests and embedding.
+     *
+     * @param args the arguments
+     * @param out where results go
+     * @param err where errors and progress go
+     * @return the exit status: 0 success, 1 error, 2 malformed command line
+     */
+    public static int run(String[] args, PrintStream out, PrintStream err) {
+        Main m = new Main(out, err);
+        try {
+            if (args.length == 0) {
+                throw new UsageException("no command given");
+            }
+            switch (args[0]) {
+                case "-h", "--help", "help" -> {
+                    out.println(USAGE);
+                    return 0;
+                }
+                case "--version" -> {
+                    out.println("flatquant " + FlatQuant.version());
+                    return 0;
+                }
+                case "info" -> m.info(args);
+                case "ppl" -> m.ppl(args);
+                case "generate" -> m.generate(args);
+                default -> throw new UsageException("unknown command '" + args[0] + "'");
+            }
+            return 0;
+        } catch (UsageException e) {
+            err.println("error: " + e.getMessage());
+            err.println(USAGE);
+            return 2;
+        } catch (FlatQuantException e) {
+            String cuda = e.cudaErrorName().isEmpty() ? "" : " (" + e.cudaErrorName() + ")";
+            err.println("error: " + e.detail() + cuda);
+            return 1;
+        } catch (CliException | IllegalStateException | UncheckedIOException e) {
+            err.println("error: " + e.getMessage());
+            return 1;
+        } finally {
+            out.flush();
+            err.flush();
+        }
+    }
+
+    private static boolean wantsHelp(String[] args) {
+        for (int i = 1; i < args.length; i++) {
+            if (args[i].equals("-h") || args[i].equals("--help")) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private static Set<String> with(Set<String> base, String... more) {
+        java.util.HashSet<String> s = new java.util.HashSet<>(base);
+        s.addAll(Set.of(more));
+        return s;
+    }
+
+    private Engine engine(Args a) {
+        int threads = a.intValue("--threads", 0, 0, 4096);
+        String device = a.get("--device", "cpu");
+        if (device.equals("cpu")) {
+            return Engine.cpu(threads);
+        }
+        if (device.equals("cuda")) {
+            return Engine.cuda(0);
+        }
+        if (device.startsWith("cuda:")) {
+            try {
+                return Engine.cuda(Integer.parseInt(device.substring(5)));
+            } catch (NumberFormatException e) {
+                throw new UsageException("--device cuda:N needs a device number, got '" + device + "'");
+            }
+        }
+        throw new UsageException("--device must be cpu, cuda or cuda:N, got '" + device + "'");
+    }
+
+    private static Path modelPath(Args a) {
+        Path p = Path.of(a.required("--model"));
+        if (!Files.exists(p)) {
+            throw new CliException("model file not found: " + p);
+        }
+        return p;
+    }
+
+    // ---- info -------------------------------------------------------------------------------------------------
+
+    private void info(String[] args) {
+        if (wantsHelp(args)) {
+            out.println(USAGE);
+            return;
+        }
+        Args a = Args.parse("info", args, 1, COMMON, Set.of("--json"));
+        Path path = modelPath(a);
+        try (Engine engine = engine(a); Model model = Model.load(engine, path)) {
+            ModelInfo i = model.info();
+            String sha = model.fingerprint();
+            if (a.has("--json")) {
+                out.println(new Json()
+                        .put("model", path.toString())
+                        .put("sha256", sha)
+                        .put("architecture", i.architecture())
+                        .put("name", i.name())
+                        .put("tokenizer_model", i.tokenizerModel())
+                        .put("tokenizer_pre", i.tokenizerPre())
+                        .put("weight_types", i.weightTypes())
+                        .put("n_params", i.parameterCount())
+                        .put("file_bytes", i.fileBytes())
+                        .put("n_vocab", i.vocabSize())
+                        .put("n_ctx_train", i.contextLength())
+                        .put("n_embd", i.embeddingLength())
+                        .put("n_layer", i.layerCount())
+                        .put("n_head", i.headCount())
+                        .put("n_head_kv", i.kvHeadCount())
+                        .put("head_dim", i.headDim())
+                        .put("n_ff", i.feedForwardLength())
+                        .put("rope_dim", i.ropeDim())
+                        .put("rope_freq_base", i.ropeFreqBase())
+                        .put("rms_eps", i.rmsEps())
+                        .put("bos_id", i.bosId())
+                        .put("eos_id", i.eosId())
+                        .put("add_bos", i.addBos())
+                        .put("tied_embeddings", i.tiedEmbeddings())
+                        .put("has_qkv_bias", i.hasQkvBias())
+                        .put("gguf_version", i.ggufVersion()));
+                return;
+            }
+            out.printf("model           %s%n", path);
+            out.printf("sha256          %s%n", sha);
+            out.printf("architecture    %s%s%n", i.architecture(), i.name().isEmpty() ? "" : " (" + i.name() + ")");
+            out.printf("parameters      %,d in %,d bytes, %s (GGUF v%d)%n", i.parameterCount(), i.fileBytes(),
+                    i.weightTypes(), i.ggufVersion());
+            out.printf("layers          %d, hidden %d, ffn %d%n", i.layerCount(), i.embeddingLength(),
+                    i.feedForwardLength());
+            out.printf("attention       %d heads, %d kv heads, head dim %d, rope dim %d, rope base %s%n",
+                    i.headCount(), i.kvHeadCount(), i.headDim(), i.ropeDim(), i.ropeFreqBase());
+            out.printf("context         %d tokens%n", i.contextLength());
+            out.printf("tokenizer       %s (%s), %d tokens, bos %d, eos %d, add bos %s%n", i.tokenizerModel(),
+                    i.tokenizerPre(), i.vocabSize(), i.bosId(), i.eosId(), i.addBos() ? "yes" : "no");
+            out.printf("engine          %s%n", engine);
+        }
+    }
+
+    // ---- ppl --------------------------------------------------------------------------------------------------
+
+    private void ppl(String[] args) {
+        if (wantsHelp(args)) {
+            out.println(USAGE);
+            return;
+        }
+        Args a = Args.parse("ppl", args, 1, with(COMMON, "--text", "--seqlen", "--max-chunks"),
+                Set.of("--bos", "--no-bos", "--json", "--quiet"));
+        if (a.has("--bos") && a.has("--no-bos")) {
+            throw new UsageException("--bos and --no-bos exclude each other");
+        }
+        int seqlen = a.intValue("--seqlen", PerplexityOptions.DEFAULT_SEQLEN, 2, Integer.MAX_VALUE);
+        long maxChunks = a.longValue("--max-chunks", -1, 1, Long.MAX_VALUE);
+        Bos bos = a.has("--bos") ? Bos.YES : a.has("--no-bos") ? Bos.NO : Bos.DEFAULT;
+        String textArg = a.required("--text");
+        Path path = modelPath(a);
+        String text = readText(textArg);
+
+        try (Engine engine = engine(a); Model model = Model.load(engine, path)) {
+            int ctx = model.info().contextLength();
+            if (seqlen > ctx) {
+                throw new CliException("--seqlen " + seqlen + " exceeds the model's context length of " + ctx
+                        + " tokens; pass --seqlen " + ctx + " or less");
+            }
+            PerplexityOptions options = new PerplexityOptions(seqlen, bos, maxChunks, null);
+            ProgressBar bar = a.has("--quiet") ? null : new ProgressBar(err);
+            PerplexityResult r;
+            try {
+                r = model.perplexity(text, options, bar);
+            } finally {
+                if (bar != null) {
+                    bar.finish();
+                }
+            }
+            String sha = sha256(text);
+            if (a.has("--json")) {
+                out.println(new Json()
+                        .put("model", path.toString())
+                        .put("text", textArg)
+                        .put("text_sha256", sha)
+                        .put("seqlen", seqlen)
+                        .put("chunks", r.chunks())
+                        .put("tokens", r.tokens())
+                        .put("predicted", r.predicted())
+                        .put("bos", r.bos())
+                        .put("nll", r.meanNll())
+                        .put("nll_sum", r.nllSum())
+                        .put("ppl", r.perplexity())
+                        .put("seconds", r.seconds()));
+                return;
+            }
+            out.printf("model       %s%n", path);
+            out.printf("text        %s (%,d characters, sha256 %s)%n", textArg, text.length(), sha);
+            out.printf("tokens      %,d (BOS %s)%n", r.tokens(), r.bos() ? "yes" : "no");
+            out.printf("windows     %d of %d tokens, %,d tokens predicted%n", r.chunks(), seqlen, r.predicted());
+            out.printf("nll         %.6f nats/token%n", r.meanNll());
+            out.printf("perplexity  %.4f%n", r.perplexity());
+            out.printf("time        %.2f s%n", r.seconds());
+        }
+    }
+
+    private static String readText(String arg) {
+        Path dataDir = Path.of(System.getProperty("flatquant.data.dir", "data"));
+        String text;
+        switch (arg) {
+            case "wikitext2-test", "wikitext2-validation" -> {
+                try {
+                    text = arg.endsWith("test") ? WikiText.test(dataDir) : WikiText.validation(dataDir);
+                } catch (NotFoundException e) {
+                    throw new CliException(e.detail() + " (the data directory is -Dflatquant.data.dir, "
+                            + "by default ./data of the working directory)");
+                }
+            }
+            default -> {
+                Path p = Path.of(arg);
+                try {
+                    text = Files.readString(p, StandardCharsets.UTF_8);
+                } catch (NoSuchFileException e) {
+                    throw new CliException("text file not found: " + p);
+                } catch (CharacterCodingException e) {
+                    throw new CliException("text file is not valid UTF-8: " + p);
+                } catch (IOException e) {
+                    throw new CliException("cannot read text file " + p + ": " + e.getMessage());
+                }
+            }
+        }
+        if (text.isEmpty()) {
+            throw new CliException("the text is empty: " + arg);
+        }
+        return text;
+    }
+
+    static String sha256(String text) {
+        try {
+            byte[] d = MessageDigest.getInstance("SHA-256").digest(text.getBytes(StandardCharsets.UTF_8));
+            return HexFormat.of().formatHex(d);
+        } catch (NoSuchAlgorithmException e) {
+            throw new AssertionError("every JDK has SHA-256", e);
+        }
+    }
+
+    // ---- generate ---------------------------------------------------------------------------------------------
+
+    private void generate(String[] args) {
+        if (wantsHelp(args)) {
+            out.println(USAGE);
+            return;
+        }
+        Args a = Args.parse("generate", args, 1,
+                with(COMMON, "--prompt", "--max-tokens", "--temperature", "--top-p", "--top-k", "--seed"),
+                Set.of());
+        String prompt = a.required("--prompt");
+        int maxTokens = a.intValue("--max-tokens", 128, 1, Integer.MAX_VALUE);
+        double temperature = a.doubleValue("--temperature", 0);
+        double topP = a.doubleValue("--top-p", 1);
+        int topK = a.intValue("--top-k", 0, 0, Integer.MAX_VALUE);
+        long seed = a.longValue("--seed", 0, Long.MIN_VALUE, Long.MAX_VALUE);
+        if (temperature < 0) {
+            throw new UsageException("--temperature must be 0 (greedy) or positive, got " + temperature);
+        }
+        if (!(topP > 0 && topP <= 1)) {
+            throw new UsageException("--top-p must be in (0, 1], got " + topP);
+        }
+        Path path = modelPath(a);
+        GenerationOptions options = GenerationOptions.sampled(maxTokens, (float) temperature, (float) topP, topK,
+                seed);
+        try (Engine engine = engine(a);
+             Model model = Model.load(engine, path);
+             Session session = model.newSession()) {
+            int[] ids = model.tokenizer().encode(prompt, Bos.DEFAULT);
+            long t0 = System.nanoTime();
+            GenerationResult r = session.generate(ids, options, (token, piece) -> {
+                out.print(piece);
+                out.flush();
+                return true;
+            });
+            double seconds = (System.nanoTime() - t0) / 1e9;
+            out.println();
+            err.printf("[%d tokens in %.2f s, %.1f tokens/s; stopped: %s]%n", r.tokens().length, seconds,
+                    r.tokens().length / Math.max(seconds, 1e-9), r.stopReason().name().toLowerCase());
+        }
+    }
+
+    /** An error the user can fix (a missing file, a value the model does not allow): exit status 1. */
+    static final class CliException extends RuntimeException {
+        private static final long serialVersionUID = 1L;
+
+        CliException(String message) {
+            super(message);
+        }
+    }
+}
