@@ -32,7 +32,7 @@ void blas_set_threads(int n) {
 namespace {
 
 // Dot product with 8 independent accumulators so the compiler vectorizes it without -ffast-math.
-inline float dot(const float *a, const float *b, int64_t k) {
+[[maybe_unused]] inline float dot(const float *a, const float *b, int64_t k) {
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int64_t i = 0;
     for (; i + 8 <= k; i += 8)

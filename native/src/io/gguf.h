@@ -31,14 +31,14 @@ const char *tensor_type_name(uint32_t type);
 // elements in `array` (strings in `str`), with `array_type` giving the element type.
 struct Value {
     ValueType type = ValueType::UINT8;
-    uint64_t u = 0;       // unsigned integers and BOOL
+    uint64_t u = 0;       // unsigned integers and BOOL (0/1) (also set for signed ones >= 0)
     int64_t i = 0;        // signed integers (also set for unsigned ones that fit)
     double f = 0;         // FLOAT32 / FLOAT64
     std::string str;      // STRING
     ValueType array_type = ValueType::UINT8;
     std::vector<Value> array;  // ARRAY
 
-    bool is_integer() const;
+    bool is_integer() const;  // any integer type, BOOL included
     bool is_float() const;
 };
 
@@ -52,15 +52,17 @@ struct TensorInfo {
     std::vector<uint64_t> dims;  // ggml order: dims[0] is the innermost (contiguous) dimension
     uint32_t type = 0;           // TensorType value
     uint64_t offset = 0;         // from the start of the data section
-    uint64_t n_elements = 0;
-    uint64_t n_bytes = 0;        // size of the stored data
+    uint64_t n_elements = 0;     // product of dims (validated not to overflow int64)
+    uint64_t n_bytes = 0;        // size of the stored data; 0 for a type of unknown size (see type_traits)
 };
 
 class File {
   public:
     // Opens and validates the whole header and tensor directory. Throws fq::Error:
     // NOT_FOUND (no such file), IO (cannot open/map), MODEL_FORMAT (bad magic, unsupported version, truncated,
-    // inconsistent sizes, duplicate names, tensor data outside the file).
+    // inconsistent sizes, duplicate names, unknown value types, arrays nested deeper than 8, n_dims outside 1..4,
+    // a row not a multiple of the type's block, tensor data misaligned or outside the file). Tensors of an unknown
+    // type are accepted (only their offset is checked); reading them gives UNSUPPORTED.
     static std::unique_ptr<File> open(const std::string &path);
     // Parses a GGUF image already in memory (fuzzing, tests). Nothing is copied: data[size] must stay valid and
     // unchanged while the File lives. `name` stands in for the path in messages. Same errors as open(), less
