@@ -197,6 +197,15 @@ FQ_API int32_t fq_model_detokenize(const fq_model *model, const int32_t *tokens,
 FQ_API int32_t fq_model_logits(const fq_model *model, const int32_t *tokens, int64_t n_tokens, float *logits,
                                int64_t capacity, fq_error *err);
 
+/* Log-likelihood of a continuation after a context, as lm-evaluation-harness scores a request: the sequence
+ * context + continuation is evaluated from an empty context, *logprob receives the sum over the continuation's tokens
+ * of log p(token | all tokens before it), and *is_greedy is 1 when each continuation token is the argmax at its
+ * position. n_context >= 1 (start with BOS for models that add one), n_continuation >= 1, and the total at most the
+ * model's context length. Statuses: OK, INVALID_ARGUMENT. */
+FQ_API int32_t fq_model_loglikelihood(const fq_model *model, const int32_t *context, int64_t n_context,
+                                      const int32_t *continuation, int64_t n_continuation, double *logprob,
+                                      int32_t *is_greedy, fq_error *err);
+
 typedef struct fq_perplexity_options {
     uint32_t struct_size;
     int32_t seqlen;           /* window length in tokens; default 2048; at most the model's context         */

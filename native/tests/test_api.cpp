@@ -285,3 +285,41 @@ TEST(Sampler, GreedySeedsAndBadOptions) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(Fixture, LoglikelihoodIsTheSumOfContinuationLogSoftmax) {
+    load_stories();
+    std::vector<int32_t> ctx = {1, 403, 407, 261, 378};
+    std::vector<int32_t> cont = {429, 260, 290};
+    std::vector<int32_t> all = ctx;
+    all.insert(all.end(), cont.begin(), cont.end());
+    const int64_t V = 512;
+    std::vector<float> lg(all.size() * V);
+    ASSERT_EQ(fq_model_logits(model, all.data(), all.size(), lg.data(), lg.size(), &err), FQ_STATUS_OK);
+    double expect = 0;
+    bool greedy = true;
+    for (size_t i = 0; i < cont.size(); ++i) {
+        const float *row = lg.data() + (ctx.size() - 1 + i) * V;
+        double mx = row[0], z = 0;
+        int best = 0;
+        for (int j = 1; j < V; ++j) {
+            mx = std::max(mx, (double)row[j]);
+            if (row[j] > row[best]) best = j;
+        }
+        for (int j = 0; j < V; ++j) z += std::exp(row[j] - mx);
+        expect += row[cont[i]] - mx - std::log(z);
+        greedy = greedy && best == cont[i];
+    }
+    double lp = 0;
+    int32_t is_greedy = -1;
+    ASSERT_EQ(fq_model_loglikelihood(model, ctx.data(), ctx.size(), cont.data(), cont.size(), &lp, &is_greedy, &err),
+              FQ_STATUS_OK)
+        << err.message;
+    EXPECT_NEAR(lp, expect, 1e-4);
+    EXPECT_EQ(is_greedy, greedy ? 1 : 0);
+    EXPECT_EQ(fq_model_loglikelihood(model, ctx.data(), 0, cont.data(), cont.size(), &lp, nullptr, &err),
+              FQ_STATUS_INVALID_ARGUMENT);
+}
+
+}  // namespace

@@ -388,6 +388,49 @@ FQ_API int32_t fq_model_logits(const fq_model *model, const int32_t *tokens, int
     });
 }
 
+FQ_API int32_t fq_model_loglikelihood(const fq_model *model, const int32_t *context, int64_t n_context,
+                                      const int32_t *continuation, int64_t n_continuation, double *logprob,
+                                      int32_t *is_greedy, fq_error *err) {
+    return guarded(err, [&] {
+        FQ_REQUIRE_ARG(model);
+        FQ_REQUIRE_ARG(context);
+        FQ_REQUIRE_ARG(continuation);
+        FQ_REQUIRE_ARG(logprob);
+        const fq::Model &m = *model->model;
+        FQ_CHECK(n_context >= 1 && n_continuation >= 1, FQ_STATUS_INVALID_ARGUMENT,
+                 "context (%lld tokens) and continuation (%lld tokens) must both be non-empty", (long long)n_context,
+                 (long long)n_continuation);
+        const int64_t n = n_context + n_continuation;
+        FQ_CHECK(n <= m.config.n_ctx_train, FQ_STATUS_INVALID_ARGUMENT,
+                 "context + continuation is %lld tokens, above the model's context length %d", (long long)n,
+                 m.config.n_ctx_train);
+        std::vector<int32_t> seq(context, context + n_context);
+        seq.insert(seq.end(), continuation, continuation + n_continuation);
+        // The last token is only predicted, never fed: positions n_context-1 .. n-2 predict the continuation.
+        fq::KVCache cache;
+        cache.init(m.config, static_cast<int32_t>(n - 1));
+        const int64_t V = m.config.n_vocab;
+        double sum = 0;
+        bool greedy = true;
+        fq::forward(m, *model->rt->pool, seq.data(), n - 1, cache, fq::LogitsWanted::All,
+                    [&](int64_t row0, int64_t rows, const float *lg) {
+                        for (int64_t r = 0; r < rows; ++r) {
+                            const int64_t pos = row0 + r;
+                            if (pos < n_context - 1) continue;
+                            const float *row = lg + r * V;
+                            const int32_t target = seq[pos + 1];
+                            sum -= fq::token_nll(row, V, target);
+                            int64_t best = 0;
+                            for (int64_t j = 1; j < V; ++j)
+                                if (row[j] > row[best]) best = j;
+                            greedy = greedy && best == target;
+                        }
+                    });
+        *logprob = sum;
+        if (is_greedy) *is_greedy = greedy ? 1 : 0;
+    });
+}
+
 FQ_API void fq_perplexity_options_init(fq_perplexity_options *o) {
     if (!o) return;
     std::memset(o, 0, sizeof(*o));

@@ -26,7 +26,7 @@ public final class BindingsStamp {
     public static final String HEADER = "native/include/flatquant.h";
 
     /** SHA-256 of the header's bytes, 64 lowercase hex digits. */
-    public static final String HEADER_SHA256 = "874f287a86699441b53a7e2343998e56493d6b22de73d25ebec57107bf1bf64c";
+    public static final String HEADER_SHA256 = "cd3f1c2edea839809c5b6ef80f83c3951dd974f12d1562f53f36ca40e58f1e24";
 
     /** The command that regenerates the bindings, run from the repository root. */
     public static final String REGENERATE = "python3 bindings/generate_bindings.py";
@@ -58,6 +58,7 @@ public final class BindingsStamp {
         "fq_model_tokenize",
         "fq_model_detokenize",
         "fq_model_logits",
+        "fq_model_loglikelihood",
         "fq_perplexity_options_init",
         "fq_perplexity_result_init",
         "fq_model_perplexity",

@@ -14,7 +14,7 @@ import static java.lang.foreign.ValueLayout.*;
 import static java.lang.foreign.MemoryLayout.PathElement.*;
 
 /**
- * The constants and functions of {@code native/include/flatquant.h} (sha256 874f287a86699441b53a7e2343998e56493d6b22de73d25ebec57107bf1bf64c).
+ * The constants and functions of {@code native/include/flatquant.h} (sha256 cd3f1c2edea839809c5b6ef80f83c3951dd974f12d1562f53f36ca40e58f1e24).
  * Symbols resolve through {@link SymbolLookup#loaderLookup()}: the library must have been loaded with
  * {@code System.load} by a class of this class loader first; this class never loads it.
  */
@@ -1679,6 +1679,63 @@ public class flatquant_h {
                 traceDowncall("fq_model_logits", model, tokens, n_tokens, logits, capacity, err);
             }
             return (int)mh$.invokeExact(model, tokens, n_tokens, logits, capacity, err);
+        } catch (Error | RuntimeException ex) {
+            throw ex;
+        } catch (Throwable ex$) {
+            throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class fq_model_loglikelihood {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(flatquant_h.C_INT, flatquant_h.C_POINTER, flatquant_h.C_POINTER, flatquant_h.C_LONG_LONG, flatquant_h.C_POINTER, flatquant_h.C_LONG_LONG, flatquant_h.C_POINTER, flatquant_h.C_POINTER, flatquant_h.C_POINTER);
+
+        public static final MemorySegment ADDR = flatquant_h.findOrThrow("fq_model_loglikelihood");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int32_t fq_model_loglikelihood(const fq_model *model, const int32_t *context, int64_t n_context, const int32_t *continuation, int64_t n_continuation, double *logprob, int32_t *is_greedy, fq_error *err)
+     * }
+     */
+    public static FunctionDescriptor fq_model_loglikelihood$descriptor() {
+        return fq_model_loglikelihood.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int32_t fq_model_loglikelihood(const fq_model *model, const int32_t *context, int64_t n_context, const int32_t *continuation, int64_t n_continuation, double *logprob, int32_t *is_greedy, fq_error *err)
+     * }
+     */
+    public static MethodHandle fq_model_loglikelihood$handle() {
+        return fq_model_loglikelihood.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int32_t fq_model_loglikelihood(const fq_model *model, const int32_t *context, int64_t n_context, const int32_t *continuation, int64_t n_continuation, double *logprob, int32_t *is_greedy, fq_error *err)
+     * }
+     */
+    public static MemorySegment fq_model_loglikelihood$address() {
+        return fq_model_loglikelihood.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int32_t fq_model_loglikelihood(const fq_model *model, const int32_t *context, int64_t n_context, const int32_t *continuation, int64_t n_continuation, double *logprob, int32_t *is_greedy, fq_error *err)
+     * }
+     */
+    public static int fq_model_loglikelihood(MemorySegment model, MemorySegment context, long n_context, MemorySegment continuation, long n_continuation, MemorySegment logprob, MemorySegment is_greedy, MemorySegment err) {
+        var mh$ = fq_model_loglikelihood.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("fq_model_loglikelihood", model, context, n_context, continuation, n_continuation, logprob, is_greedy, err);
+            }
+            return (int)mh$.invokeExact(model, context, n_context, continuation, n_continuation, logprob, is_greedy, err);
         } catch (Error | RuntimeException ex) {
             throw ex;
         } catch (Throwable ex$) {
