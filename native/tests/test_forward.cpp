@@ -6,6 +6,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/error.h"
 #include "core/threadpool.h"
 #include "eval/perplexity.h"
 #include "model/forward.h"
