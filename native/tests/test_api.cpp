@@ -320,6 +320,9 @@ TEST_F(Fixture, LoglikelihoodIsTheSumOfContinuationLogSoftmax) {
     EXPECT_EQ(is_greedy, greedy ? 1 : 0);
     EXPECT_EQ(fq_model_loglikelihood(model, ctx.data(), 0, cont.data(), cont.size(), &lp, nullptr, &err),
               FQ_STATUS_INVALID_ARGUMENT);
+    std::vector<int32_t> bad_last = {429, 512};  // the last id is only a target: it must be checked all the same
+    EXPECT_EQ(fq_model_loglikelihood(model, ctx.data(), ctx.size(), bad_last.data(), 2, &lp, nullptr, &err),
+              FQ_STATUS_INVALID_ARGUMENT);
 }
 
 }  // namespace

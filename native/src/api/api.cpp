@@ -406,6 +406,11 @@ FQ_API int32_t fq_model_loglikelihood(const fq_model *model, const int32_t *cont
                  m.config.n_ctx_train);
         std::vector<int32_t> seq(context, context + n_context);
         seq.insert(seq.end(), continuation, continuation + n_continuation);
+        // The last id is only a target (never fed to the model), so every id is checked here, not just the fed ones.
+        for (int64_t i = 0; i < n; ++i)
+            FQ_CHECK(seq[i] >= 0 && seq[i] < m.config.n_vocab, FQ_STATUS_INVALID_ARGUMENT,
+                     "token id %d at index %lld is outside the vocabulary [0, %d)", seq[i], (long long)i,
+                     m.config.n_vocab);
         // The last token is only predicted, never fed: positions n_context-1 .. n-2 predict the continuation.
         fq::KVCache cache;
         cache.init(m.config, static_cast<int32_t>(n - 1));
