@@ -15,5 +15,7 @@
  * {@code org.flatquant.cli} are internal and not exported.
  */
 module org.flatquant {
+    requires jdk.httpserver; // org.flatquant.serve: the OpenAI-compatible service of `flatquant serve`
+
     exports org.flatquant;
 }

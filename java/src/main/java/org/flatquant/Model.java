@@ -321,6 +321,62 @@ public final class Model extends NativeResource {
     }
 
     /**
+     * The log-likelihood of a continuation after a context, as lm-evaluation-harness scores one request: the
+     * sequence {@code context + continuation} is evaluated from an empty context, and the log-probabilities of the
+     * continuation's tokens, each given every token before it, are summed.
+     *
+     * @param context the conditioning token ids, at least one (a BOS first, for models that want one)
+     * @param continuation the scored token ids, at least one; {@code context.length + continuation.length} is at
+     *     most {@link ModelInfo#contextLength()}
+     * @return the summed natural-log probability and whether every continuation token was the argmax at its
+     *     position
+     * @throws InvalidArgumentException for an empty part, a too long sequence or an id outside the vocabulary
+     */
+    public LogLikelihood loglikelihood(int[] context, int[] continuation) {
+        Objects.requireNonNull(context, "context");
+        Objects.requireNonNull(continuation, "continuation");
+        ensureOpen();
+        if (context.length == 0 || continuation.length == 0) {
+            throw new InvalidArgumentException("context (" + context.length + " tokens) and continuation ("
+                    + continuation.length + " tokens) must both be non-empty");
+        }
+        if ((long) context.length + continuation.length > info.contextLength()) {
+            throw new InvalidArgumentException(context.length + " + " + continuation.length
+                    + " tokens exceed the model's context length " + info.contextLength());
+        }
+        // The last continuation token is only a target, never fed to the model, so it is checked here.
+        for (int[] ids : new int[][] {context, continuation}) {
+            for (int id : ids) {
+                if (id < 0 || id >= info.vocabSize()) {
+                    throw new InvalidArgumentException("token id " + id + " is outside the vocabulary [0, "
+                            + info.vocabSize() + ")");
+                }
+            }
+        }
+        try (Arena call = Arena.ofConfined()) {
+            MemorySegment err = Native.error(call);
+            MemorySegment ctx = call.allocateFrom(JAVA_INT, context);
+            MemorySegment cont = call.allocateFrom(JAVA_INT, continuation);
+            MemorySegment logprob = call.allocate(java.lang.foreign.ValueLayout.JAVA_DOUBLE);
+            MemorySegment greedy = call.allocate(JAVA_INT);
+            Native.check(fq_model_loglikelihood(handle(), ctx, context.length, cont, continuation.length, logprob,
+                    greedy, err), err);
+            return new LogLikelihood(logprob.get(java.lang.foreign.ValueLayout.JAVA_DOUBLE, 0),
+                    greedy.get(JAVA_INT, 0) != 0);
+        }
+    }
+
+    /**
+     * One scored continuation; see {@link #loglikelihood(int[], int[])}.
+     *
+     * @param logprob the sum of the continuation tokens' natural-log probabilities (at most 0)
+     * @param greedy true when each continuation token was the most likely token at its position (ties go to the
+     *     lowest id)
+     */
+    public record LogLikelihood(double logprob, boolean greedy) {
+    }
+
+    /**
      * A session with a KV cache as long as the model's context (at most 4096 tokens).
      *
      * @return a new session; close it before the model

@@ -43,11 +43,11 @@ import org.openjdk.jmh.runner.options.OptionsBuilder;
  *
  * <p>HOW TO RUN (opt-in; the normal build only compiles this):
  * <pre>
- *   mvn -B -Pjmh -Dflatquant.native.dir=$PWD/build/native -DskipTests package
+ *   mvn -B -Pjmh -Dflatquant.native.dir=$PWD/build/native -DskipTests install
  *   java -jar benchmarks/target/benchmarks.jar DowncallBenchmark
  * </pre>
  * The library is found as the API finds it: {@code -Dflatquant.library.path=...} given to the {@code java}
- * command above reaches the forks too, else the copy inside the API jar is used.
+ * command above reaches the forks too, else the copy from the native jar inside benchmarks.jar is used.
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.AverageTime)

@@ -106,6 +106,8 @@ public final class Main {
                 case "info" -> m.info(args);
                 case "ppl" -> m.ppl(args);
                 case "generate" -> m.generate(args);
+                case "eval" -> new EvalCommand(out, err).run(args);
+                case "serve" -> { return ServeCommand.run(args, out, err); }
                 default -> throw new UsageException("unknown command '" + args[0] + "'");
             }
             return 0;
