@@ -80,6 +80,9 @@ if(FQ_CUTLASS_DIR)
   message(STATUS "flatquant: CUTLASS from ${FQ_CUTLASS_DIR}")
   target_include_directories(fq_cuda SYSTEM PRIVATE "${FQ_CUTLASS_DIR}/include" "${FQ_CUTLASS_DIR}/tools/util/include")
   target_compile_definitions(fq_cuda PRIVATE FQ_HAVE_CUTLASS=1)
+  # CUTLASS calls constexpr host functions from device code (cute's tuple algebra); it documents this flag as
+  # required.
+  target_compile_options(fq_cuda PRIVATE "$<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr>")
 else()
   message(STATUS "flatquant: no CUTLASS headers found (set FQ_CUTLASS_DIR); kernels built on CUTLASS are left out")
 endif()
