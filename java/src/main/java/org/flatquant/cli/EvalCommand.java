@@ -96,7 +96,7 @@ final class EvalCommand {
         long t0 = System.nanoTime();
         List<TaskResult> results = new ArrayList<>();
         String sha;
-        try (Engine engine = engine(a); Model model = Model.load(engine, modelPath)) {
+        try (Engine engine = Main.engine(a); Model model = Model.load(engine, modelPath)) {
             sha = model.fingerprint();
             Evaluator evaluator = new Evaluator(model, bos);
             ProgressBar bar = a.has("--quiet") ? null : new ProgressBar(err);
@@ -145,25 +145,6 @@ final class EvalCommand {
             throw new UsageException("--tasks names no task");
         }
         return List.copyOf(tasks);
-    }
-
-    private static Engine engine(Args a) {
-        int threads = a.intValue("--threads", 0, 0, 4096);
-        String device = a.get("--device", "cpu");
-        if (device.equals("cpu")) {
-            return Engine.cpu(threads);
-        }
-        if (device.equals("cuda")) {
-            return Engine.cuda(0);
-        }
-        if (device.startsWith("cuda:")) {
-            try {
-                return Engine.cuda(Integer.parseInt(device.substring(5)));
-            } catch (NumberFormatException e) {
-                throw new UsageException("--device cuda:N needs a device number, got '" + device + "'");
-            }
-        }
-        throw new UsageException("--device must be cpu, cuda or cuda:N, got '" + device + "'");
     }
 
     /** Mean of acc over the tasks, and of acc_norm where defined else acc. */

@@ -48,6 +48,10 @@ public final class Main {
               generate  --model M.gguf --prompt TEXT [--max-tokens 128]
                         [--temperature T] [--top-p P] [--top-k K] [--seed S]
                         streams the continuation of TEXT to stdout (greedy unless --temperature > 0)
+              eval      --model M.gguf --tasks piqa,arc_easy,... [--limit N] [--json]
+                        zero-shot accuracy scored as lm-evaluation-harness does (eval --help)
+              serve     --model M.gguf [--port 8080]
+                        an OpenAI-compatible HTTP service (serve --help)
 
             options of every command:
               --threads N         CPU worker threads (0 = one per core, the default)
@@ -143,7 +147,8 @@ public final class Main {
         return s;
     }
 
-    private Engine engine(Args a) {
+    /** The engine that --device and --threads ask for; shared by every command that loads a model. */
+    static Engine engine(Args a) {
         int threads = a.intValue("--threads", 0, 0, 4096);
         String device = a.get("--device", "cpu");
         if (device.equals("cpu")) {

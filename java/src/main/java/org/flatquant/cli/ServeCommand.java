@@ -122,7 +122,7 @@ public final class ServeCommand {
         if (!Files.exists(path)) {
             throw new CliException("model file not found: " + path);
         }
-        Engine engine = engine(a);
+        Engine engine = Main.engine(a);
         ModelBackend backend;
         try {
             backend = ModelBackend.open(engine, path, sessions, ctx, a.get("--model-id", null), chat);
@@ -139,24 +139,5 @@ public final class ServeCommand {
         err.printf("serving %s on %s/v1 (%s)%n", backend.modelId(), server.baseUri(), backend);
         err.flush();
         return server;
-    }
-
-    private static Engine engine(Args a) {
-        int threads = a.intValue("--threads", 0, 0, 4096);
-        String device = a.get("--device", "cpu");
-        if (device.equals("cpu")) {
-            return Engine.cpu(threads);
-        }
-        if (device.equals("cuda")) {
-            return Engine.cuda(0);
-        }
-        if (device.startsWith("cuda:")) {
-            try {
-                return Engine.cuda(Integer.parseInt(device.substring(5)));
-            } catch (NumberFormatException e) {
-                throw new UsageException("--device cuda:N needs a device number, got '" + device + "'");
-            }
-        }
-        throw new UsageException("--device must be cpu, cuda or cuda:N, got '" + device + "'");
     }
 }
