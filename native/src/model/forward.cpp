@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/threadpool.h"
 #include "cpu/matmul.h"
+#include "model/decoder_ops.h"
 
 namespace fq {
 
@@ -24,9 +25,6 @@ void KVCache::init(const ModelConfig &c, int32_t ctx) {
     }
 }
 
-namespace {
-
-// out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight; the mean is accumulated in double.
 void rmsnorm(float *out, const float *x, const float *weight, int64_t rows, int64_t cols, float eps) {
     for (int64_t r = 0; r < rows; ++r) {
         const float *xr = x + r * cols;
@@ -37,6 +35,58 @@ void rmsnorm(float *out, const float *x, const float *weight, int64_t rows, int6
         for (int64_t i = 0; i < cols; ++i) o[i] = (xr[i] * scale) * weight[i];
     }
 }
+
+void add_bias(float *x, const std::vector<float> &b, int64_t rows) {
+    if (b.empty()) return;
+    const int64_t cols = static_cast<int64_t>(b.size());
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t i = 0; i < cols; ++i) x[r * cols + i] += b[i];
+}
+
+void softmax_row(float *row, int64_t n) {
+    float mx = -std::numeric_limits<float>::infinity();
+    for (int64_t j = 0; j < n; ++j) mx = std::max(mx, row[j]);
+    double sum = 0;
+    for (int64_t j = 0; j < n; ++j) {
+        row[j] = std::exp(row[j] - mx);
+        sum += row[j];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int64_t j = 0; j < n; ++j) row[j] *= inv;
+}
+
+// Long blocks use one matrix product per head (the BLAS threads them); short ones (decode) split the heads over the
+// pool.
+void attention(float *out, const float *q, const float *kc, const float *vc, int64_t n, int64_t pos0,
+               const ModelConfig &c, ThreadPool &pool) {
+    const int64_t hd = c.head_dim, qd = c.q_dim(), kvd = c.kv_dim(), T = pos0 + n;
+    const int32_t group = c.n_head / c.n_head_kv;
+    const float scale = 1.0f / std::sqrt((float)hd);
+    auto one_head = [&](int32_t h, std::vector<float> &scores) {
+        const int32_t g = h / group;
+        scores.resize(static_cast<size_t>(n * T));
+        matmul_nt_serial(scores.data(), T, q + h * hd, qd, kc + g * hd, kvd, n, T, hd);
+        for (int64_t i = 0; i < n; ++i) {
+            float *row = scores.data() + i * T;
+            const int64_t visible = pos0 + i + 1;
+            for (int64_t j = 0; j < visible; ++j) row[j] *= scale;
+            softmax_row(row, visible);
+            std::fill(row + visible, row + T, 0.0f);
+        }
+        matmul_nn_serial(out + h * hd, qd, scores.data(), T, vc + g * hd, kvd, n, hd, T);
+    };
+    if (n >= 16 && blas_available()) {
+        std::vector<float> scores;
+        for (int32_t h = 0; h < c.n_head; ++h) one_head(h, scores);
+    } else {
+        pool.parallel_for(c.n_head, [&](int64_t h0, int64_t h1) {
+            std::vector<float> scores;
+            for (int64_t h = h0; h < h1; ++h) one_head(static_cast<int32_t>(h), scores);
+        });
+    }
+}
+
+namespace {
 
 // Rotates the first rope_dim dimensions of each head of x[rows][n_heads * head_dim]; row r sits at position pos0 + r.
 // The inverse frequencies follow Hugging Face: base^(-2i/rope_dim) computed in float32, optionally divided by the
@@ -68,58 +118,6 @@ void rope(float *x, int64_t rows, int32_t n_heads, const ModelConfig &c, const s
                 v[b] = x0 * sn[i] + x1 * cs[i];
             }
         }
-    }
-}
-
-void add_bias(float *x, const std::vector<float> &b, int64_t rows) {
-    if (b.empty()) return;
-    const int64_t cols = static_cast<int64_t>(b.size());
-    for (int64_t r = 0; r < rows; ++r)
-        for (int64_t i = 0; i < cols; ++i) x[r * cols + i] += b[i];
-}
-
-// Softmax of row[0..n) in place (max-subtracted, FP32 like Hugging Face's eager attention).
-void softmax_row(float *row, int64_t n) {
-    float mx = -std::numeric_limits<float>::infinity();
-    for (int64_t j = 0; j < n; ++j) mx = std::max(mx, row[j]);
-    double sum = 0;
-    for (int64_t j = 0; j < n; ++j) {
-        row[j] = std::exp(row[j] - mx);
-        sum += row[j];
-    }
-    float inv = (float)(1.0 / sum);
-    for (int64_t j = 0; j < n; ++j) row[j] *= inv;
-}
-
-// Causal grouped-query attention of n new queries q[n][q_dim] against the cache rows [0, pos0 + n) of one layer,
-// writing out[n][q_dim]. Long blocks use one matrix product per head (the BLAS threads them); short ones (decode)
-// split the heads over the pool.
-void attention(float *out, const float *q, const float *kc, const float *vc, int64_t n, int64_t pos0,
-               const ModelConfig &c, ThreadPool &pool) {
-    const int64_t hd = c.head_dim, qd = c.q_dim(), kvd = c.kv_dim(), T = pos0 + n;
-    const int32_t group = c.n_head / c.n_head_kv;
-    const float scale = 1.0f / std::sqrt((float)hd);
-    auto one_head = [&](int32_t h, std::vector<float> &scores) {
-        const int32_t g = h / group;
-        scores.resize(static_cast<size_t>(n * T));
-        matmul_nt_serial(scores.data(), T, q + h * hd, qd, kc + g * hd, kvd, n, T, hd);
-        for (int64_t i = 0; i < n; ++i) {
-            float *row = scores.data() + i * T;
-            const int64_t visible = pos0 + i + 1;
-            for (int64_t j = 0; j < visible; ++j) row[j] *= scale;
-            softmax_row(row, visible);
-            std::fill(row + visible, row + T, 0.0f);
-        }
-        matmul_nn_serial(out + h * hd, qd, scores.data(), T, vc + g * hd, kvd, n, hd, T);
-    };
-    if (n >= 16 && blas_available()) {
-        std::vector<float> scores;
-        for (int32_t h = 0; h < c.n_head; ++h) one_head(h, scores);
-    } else {
-        pool.parallel_for(c.n_head, [&](int64_t h0, int64_t h1) {
-            std::vector<float> scores;
-            for (int64_t h = h0; h < h1; ++h) one_head(static_cast<int32_t>(h), scores);
-        });
     }
 }
 

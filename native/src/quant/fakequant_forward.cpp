@@ -7,74 +7,12 @@
 #include "core/error.h"
 #include "core/threadpool.h"
 #include "cpu/matmul.h"
+#include "model/decoder_ops.h"
 #include "quant/fast_ops.h"
 
 namespace fq::quant {
 
 namespace {
-
-// The FP pieces below repeat fq::forward's arithmetic operation for operation (model/forward.cpp), so that the
-// unquantized, untransformed model reproduces it to the bit.
-
-void rmsnorm(float *out, const float *x, const float *weight, int64_t rows, int64_t cols, float eps) {
-    for (int64_t r = 0; r < rows; ++r) {
-        const float *xr = x + r * cols;
-        double ss = 0;
-        for (int64_t i = 0; i < cols; ++i) ss += (double)xr[i] * xr[i];
-        float scale = (float)(1.0 / std::sqrt(ss / (double)cols + (double)eps));
-        float *o = out + r * cols;
-        for (int64_t i = 0; i < cols; ++i) o[i] = (xr[i] * scale) * weight[i];
-    }
-}
-
-void add_bias(float *x, const std::vector<float> &b, int64_t rows) {
-    if (b.empty()) return;
-    const int64_t cols = static_cast<int64_t>(b.size());
-    for (int64_t r = 0; r < rows; ++r)
-        for (int64_t i = 0; i < cols; ++i) x[r * cols + i] += b[i];
-}
-
-void softmax_row(float *row, int64_t n) {
-    float mx = -std::numeric_limits<float>::infinity();
-    for (int64_t j = 0; j < n; ++j) mx = std::max(mx, row[j]);
-    double sum = 0;
-    for (int64_t j = 0; j < n; ++j) {
-        row[j] = std::exp(row[j] - mx);
-        sum += row[j];
-    }
-    float inv = (float)(1.0 / sum);
-    for (int64_t j = 0; j < n; ++j) row[j] *= inv;
-}
-
-// Causal GQA attention of n new queries q [n][q_dim] against cache rows [0, pos0 + n) of one layer.
-void attention(float *out, const float *q, const float *kc, const float *vc, int64_t n, int64_t pos0,
-               const ModelConfig &c, ThreadPool &pool) {
-    const int64_t hd = c.head_dim, qd = c.q_dim(), kvd = c.kv_dim(), T = pos0 + n;
-    const int32_t group = c.n_head / c.n_head_kv;
-    const float scale = 1.0f / std::sqrt((float)hd);
-    auto one_head = [&](int32_t h, std::vector<float> &scores) {
-        const int32_t g = h / group;
-        scores.resize(static_cast<size_t>(n * T));
-        matmul_nt_serial(scores.data(), T, q + h * hd, qd, kc + g * hd, kvd, n, T, hd);
-        for (int64_t i = 0; i < n; ++i) {
-            float *row = scores.data() + i * T;
-            const int64_t visible = pos0 + i + 1;
-            for (int64_t j = 0; j < visible; ++j) row[j] *= scale;
-            softmax_row(row, visible);
-            std::fill(row + visible, row + T, 0.0f);
-        }
-        matmul_nn_serial(out + h * hd, qd, scores.data(), T, vc + g * hd, kvd, n, hd, T);
-    };
-    if (n >= 16 && blas_available()) {
-        std::vector<float> scores;
-        for (int32_t h = 0; h < c.n_head; ++h) one_head(h, scores);
-    } else {
-        pool.parallel_for(c.n_head, [&](int64_t h0, int64_t h1) {
-            std::vector<float> scores;
-            for (int64_t h = h0; h < h1; ++h) one_head(static_cast<int32_t>(h), scores);
-        });
-    }
-}
 
 const float *lac_of(const LayerTransforms &t, const std::array<float, 2> &v) { return t.lac ? v.data() : nullptr; }
 
