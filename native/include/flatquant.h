@@ -110,7 +110,10 @@ typedef struct fq_runtime_options {
 } fq_runtime_options;
 
 FQ_API void fq_runtime_options_init(fq_runtime_options *opts);
-/* Statuses: OK, INVALID_ARGUMENT, DEVICE_UNAVAILABLE (a CUDA device was asked for and none is usable). */
+/* With a CUDA device, calibration (fq_calibrate) and whole-sequence evaluation (fq_model_logits,
+ * fq_model_loglikelihood, fq_model_perplexity) of the models loaded with the runtime run on that GPU; sessions
+ * (incremental decoding) are refused there with FQ_STATUS_UNSUPPORTED in this version and run on a CPU runtime.
+ * Statuses: OK, INVALID_ARGUMENT, DEVICE_UNAVAILABLE (a CUDA device was asked for and none is usable). */
 FQ_API int32_t fq_runtime_create(const fq_runtime_options *opts, fq_runtime **out, fq_error *err);
 FQ_API void fq_runtime_free(fq_runtime *rt);
 FQ_API int32_t fq_runtime_n_threads(const fq_runtime *rt);
@@ -163,6 +166,10 @@ typedef struct fq_model_info {
     float rope_freq_base;
     float rms_eps;
     int32_t gguf_version;
+    /* Quantized models (fq_model_quantize) only; empty strings for a full-precision model:                       */
+    char quant[16];           /* bit widths, e.g. "w4a4kv4", "w4a16"                                              */
+    char method[16];          /* "rtn", "rotate" or "flatquant"                                                   */
+    char weight_quantizer[8]; /* "rtn" or "gptq"                                                                  */
 } fq_model_info;
 
 FQ_API void fq_model_info_init(fq_model_info *info);
@@ -236,6 +243,100 @@ FQ_API void fq_perplexity_result_init(fq_perplexity_result *res);
  * CANCELLED, NUMERIC. */
 FQ_API int32_t fq_model_perplexity(const fq_model *model, const char *text, int64_t text_len,
                                    const fq_perplexity_options *opts, fq_perplexity_result *out, fq_error *err);
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Quantization: FlatQuant calibration and fake-quantized models.
+ *
+ * Bit widths are named "w<W>a<A>[kv<KV>]" (each 2..8, or 16 = off; kv left out = 16): "w4a4kv4", "w4a16",
+ * "w4a8kv8", "w8a8". Methods: "rtn" (no transform), "rotate" (fixed random orthogonal Kronecker rotations,
+ * QuaRot-like), "flatquant" (learned transforms, smoothing and clipping: needs calibration). Weight quantizers:
+ * "rtn" and "gptq" (needs calibration data).
+ * ------------------------------------------------------------------------------------------------------------- */
+
+/* One line of the calibration log, after every epoch of every layer. */
+typedef struct fq_calibration_event {
+    uint32_t struct_size;
+    int32_t layer;            /* 0-based                                                                     */
+    int32_t n_layer;
+    int32_t epoch;            /* 1-based                                                                     */
+    int32_t n_epochs;
+    double mse;               /* mean calibration loss of the epoch's steps                                  */
+    double lr;                /* learning rate of the transforms at the epoch's last step                    */
+    double seconds;           /* wall time of the epoch                                                      */
+} fq_calibration_event;
+
+/* Called on the calling thread of fq_calibrate; the event is valid only during the call. */
+typedef void (*fq_calibration_log_fn)(void *user_data, const fq_calibration_event *event);
+
+typedef struct fq_calibration_options {
+    uint32_t struct_size;
+    const char *quant;        /* bit widths; NULL = "w4a4kv4"                                                */
+    const char *method;       /* NULL = "flatquant"                                                          */
+    const char *weights;      /* weight quantizer; NULL = "rtn"                                              */
+    int32_t nsamples;         /* calibration windows; default 128                                            */
+    int32_t seqlen;           /* tokens per window; default 2048                                             */
+    int32_t batch;            /* windows per optimizer step; default 4                                       */
+    int32_t epochs;           /* default 15                                                                  */
+    double lr;                /* transforms and smoothing scales; clipping logits get 10x; default 5e-3      */
+    double diag_alpha;        /* smoothing-scale initialization exponent; default 0.3                        */
+    int32_t add_diag;         /* learnable smoothing scales; default 1                                       */
+    int32_t lwc;              /* learnable weight clipping; default 1                                        */
+    int32_t lac;              /* learnable activation (and K/V) clipping; default 1                          */
+    int32_t direct_inv;       /* 1 = plain factors with a computed inverse instead of the SVD form; default 0 */
+    uint64_t seed;            /* window offsets and initialization; default 0                                */
+    double percdamp;          /* GPTQ damping; default 0.01                                                  */
+    int32_t gptq_blocksize;   /* default 128                                                                 */
+    int32_t add_bos;          /* BOS before the calibration text: FQ_BOS_DEFAULT (default), _NO or _YES      */
+    fq_progress_fn progress;  /* stages "tokenize", "calibrate", "gptq", "save"; may be NULL                   */
+    void *progress_user_data;
+    fq_cancel_token *cancel;  /* may be NULL                                                                */
+    fq_calibration_log_fn log; /* may be NULL                                                               */
+    void *log_user_data;
+} fq_calibration_options;
+
+typedef struct fq_calibration_result {
+    uint32_t struct_size;
+    int32_t on_gpu;           /* 1 when the layers were calibrated on the runtime's CUDA device              */
+    int32_t n_layer;
+    int64_t n_tokens;         /* tokens of the calibration text (0 when the method needs none)              */
+    int64_t n_windows;        /* windows used (0 when the method needs none)                                 */
+    double final_mse;         /* mean over layers of the last epoch's loss (0 without training)              */
+    double seconds;           /* wall time of tokenization, calibration, weight quantization and saving      */
+} fq_calibration_result;
+
+FQ_API void fq_calibration_options_init(fq_calibration_options *opts);
+FQ_API void fq_calibration_result_init(fq_calibration_result *res);
+/* Calibrates the method's transforms on a full-precision model and writes the calibration artifact to out_path
+ * (safetensors with JSON metadata; the format is described in docs/artifact-format.md). The write is atomic: on any
+ * failure or cancellation out_path is left as it was and no temporary file remains. text is the calibration text
+ * (UTF-8); it may be empty only for rtn/rotate with rtn weights, which need no data. Runs on the runtime's CUDA device
+ * when it has one, otherwise on the CPU threads. Statuses: OK, INVALID_ARGUMENT (a quantized model, unknown names,
+ * options out of range, a text too short for nsamples windows of seqlen tokens), IO, CANCELLED, NUMERIC (the loss
+ * became non-finite), OUT_OF_MEMORY, DEVICE_OUT_OF_MEMORY, CUDA. */
+FQ_API int32_t fq_calibrate(const fq_model *model, const char *text, int64_t text_len, const char *out_path,
+                            const fq_calibration_options *opts, fq_calibration_result *out, fq_error *err);
+
+typedef struct fq_quantize_options {
+    uint32_t struct_size;
+    const char *artifact;     /* a calibration artifact of this model, or NULL                               */
+    const char *quant;        /* NULL = the artifact's, or "w4a4kv4" without one; must match the artifact     */
+    const char *method;       /* NULL = the artifact's, or "rtn" without one; "flatquant" needs an artifact   */
+    uint64_t seed;            /* the rotations of method "rotate" without an artifact; default 0             */
+    fq_progress_fn progress;  /* stages "load", "quantize"; may be NULL                                      */
+    void *progress_user_data;
+    fq_cancel_token *cancel;  /* may be NULL                                                                */
+} fq_quantize_options;
+
+FQ_API void fq_quantize_options_init(fq_quantize_options *opts);
+/* Makes the fake-quantized model of a full-precision model: the transforms merged into the weights in float64,
+ * weights quantized (RTN, or the artifact's GPTQ codes), and the online transforms, activation and K/V quantizers
+ * applied in the forward pass. The result is a model handle like any other (tokenizer, logits, log-likelihood,
+ * perplexity, sessions) that shares the base model's embeddings and tokenizer: it keeps the base alive, so the base
+ * handle may be freed first. Statuses: OK, INVALID_ARGUMENT (an already quantized model, unknown names, an artifact of
+ * another model: both fingerprints are named, names that contradict the artifact), NOT_FOUND, IO, MODEL_FORMAT (a
+ * truncated or corrupt artifact), UNSUPPORTED (a newer artifact format), CANCELLED, OUT_OF_MEMORY. */
+FQ_API int32_t fq_model_quantize(const fq_model *base, const fq_quantize_options *opts, fq_model **out,
+                                 fq_error *err);
 
 /* ---------------------------------------------------------------------------------------------------------------
  * Sessions: incremental decoding with a KV cache. One caller at a time.

@@ -4,6 +4,8 @@
 # GoogleTest is built from sources carried in .device/googletest (copy /usr/src/googletest there first).
 #
 #   tools/device/gpu_check.sh [ctest -R regex]
+# Environment: FQ_CUTLASS_DIR (CUTLASS tree, e.g. .device/cutlass staged by tools/device/bench_gemm.sh --stage),
+# FQ_CUDA_GENCODE (e.g. "-gencode=arch=compute_90a,code=sm_90a" for a quicker Hopper-only build).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 OUT="${OUT:-$ROOT/gpu-check-out}"
@@ -15,6 +17,7 @@ GEN=()
 command -v ninja >/dev/null && GEN=(-G Ninja)
 cmake -S "$ROOT" -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DFQ_CUDA=ON -DCMAKE_CUDA_COMPILER="$NVCC" \
     -DFQ_GTEST_SOURCE_DIR="$ROOT/.device/googletest" ${FQ_CUTLASS_DIR:+-DFQ_CUTLASS_DIR=$FQ_CUTLASS_DIR} \
+    ${FQ_CUDA_GENCODE:+"-DFQ_CUDA_GENCODE=$FQ_CUDA_GENCODE"} \
     > "$OUT/configure.log" 2>&1 || { tail -50 "$OUT/configure.log"; exit 1; }
 start=$(date +%s)
 cmake --build "$BUILD" -j "$(nproc)" > "$OUT/build.log" 2>&1 || { grep -E "error|Error" "$OUT/build.log" | head -40; exit 1; }

@@ -16,6 +16,7 @@
 #include "eval/sampler.h"
 #include "model/forward.h"
 #include "model/model.h"
+#include "api/api_internal.h"
 
 #ifdef FQ_HAVE_CUDA
 #include "cuda/cuda_backend.h"
@@ -25,109 +26,12 @@
 #define FQ_VERSION_STRING "0.0.0"
 #endif
 
-struct fq_runtime {
-    std::unique_ptr<fq::ThreadPool> pool;
-    int32_t device = FQ_DEVICE_CPU;
-};
-
-struct fq_model {
-    fq_runtime *rt = nullptr;
-    std::unique_ptr<fq::Model> model;
-};
-
-struct fq_session {
-    const fq_model *owner = nullptr;
-    fq::KVCache cache;
-    std::atomic<bool> busy{false};
-};
-
 struct fq_sampler {
     explicit fq_sampler(const fq::SamplerConfig &c) : sampler(c) {}
     fq::Sampler sampler;
 };
 
-namespace {
-
-void copy_cstr(char *dst, size_t cap, const std::string &src) {
-    size_t n = std::min(cap - 1, src.size());
-    std::memcpy(dst, src.data(), n);
-    dst[n] = '\0';
-}
-
-void set_error(fq_error *err, int32_t code, const std::string &msg, int32_t cuda_error = 0,
-               const std::string &cuda_name = {}) {
-    if (!err) return;
-    err->code = code;
-    err->cuda_error = cuda_error;
-    copy_cstr(err->cuda_error_name, sizeof(err->cuda_error_name), cuda_name);
-    copy_cstr(err->message, sizeof(err->message), msg);
-}
-
-template <class F>
-int32_t guarded(fq_error *err, F &&body) {
-    try {
-        body();
-        if (err) {
-            err->code = FQ_STATUS_OK;
-            err->cuda_error = 0;
-            err->cuda_error_name[0] = '\0';
-            err->message[0] = '\0';
-        }
-        return FQ_STATUS_OK;
-    } catch (const fq::Error &e) {
-        set_error(err, e.status(), e.what(), e.cuda_error(), e.cuda_error_name());
-        return e.status();
-    } catch (const std::bad_alloc &) {
-        set_error(err, FQ_STATUS_OUT_OF_MEMORY, "out of host memory");
-        return FQ_STATUS_OUT_OF_MEMORY;
-    } catch (const std::exception &e) {
-        set_error(err, FQ_STATUS_INTERNAL, std::string("internal error: ") + e.what());
-        return FQ_STATUS_INTERNAL;
-    } catch (...) {
-        set_error(err, FQ_STATUS_INTERNAL, "internal error: unknown exception");
-        return FQ_STATUS_INTERNAL;
-    }
-}
-
-// Copies a caller's option struct over our defaults, honouring its struct_size: fields beyond an older caller's
-// struct keep their defaults.
-template <class T>
-T read_options(const T *in, const T &defaults, const char *what) {
-    T out = defaults;
-    if (!in) return out;
-    FQ_CHECK(in->struct_size >= sizeof(uint32_t) && in->struct_size <= (1u << 16), FQ_STATUS_INVALID_ARGUMENT,
-             "%s.struct_size = %u is invalid: call the _init function first", what, in->struct_size);
-    std::memcpy(&out, in, std::min<size_t>(in->struct_size, sizeof(T)));
-    return out;
-}
-
-template <class T>
-void write_result(T *out, const T &value, const char *what) {
-    FQ_CHECK(out->struct_size >= sizeof(uint32_t) && out->struct_size <= (1u << 16), FQ_STATUS_INVALID_ARGUMENT,
-             "%s.struct_size = %u is invalid: call the _init function first", what, out->struct_size);
-    uint32_t size = out->struct_size;
-    std::memcpy(out, &value, std::min<size_t>(size, sizeof(T)));
-    out->struct_size = size;
-}
-
-#define FQ_REQUIRE_ARG(ptr) FQ_CHECK((ptr) != nullptr, FQ_STATUS_INVALID_ARGUMENT, "%s must not be NULL", #ptr)
-
-std::string_view text_view(const char *text, int64_t len) {
-    FQ_CHECK(len >= 0, FQ_STATUS_INVALID_ARGUMENT, "text_len %lld is negative", (long long)len);
-    FQ_CHECK(text != nullptr || len == 0, FQ_STATUS_INVALID_ARGUMENT, "text is NULL but text_len is %lld",
-             (long long)len);
-    return len == 0 ? std::string_view() : std::string_view(text, static_cast<size_t>(len));
-}
-
-bool resolve_bos(const fq::Model &m, int32_t add_bos) {
-    FQ_CHECK(add_bos >= -1 && add_bos <= 1, FQ_STATUS_INVALID_ARGUMENT, "add_bos %d must be -1, 0 or 1", add_bos);
-    bool bos = add_bos == FQ_BOS_DEFAULT ? m.tokenizer->add_bos_default() : add_bos == FQ_BOS_YES;
-    FQ_CHECK(!bos || m.tokenizer->bos_id() >= 0, FQ_STATUS_INVALID_ARGUMENT, "a BOS token was asked for, but the "
-             "model has none");
-    return bos;
-}
-
-}  // namespace
+using namespace fq::api;
 
 extern "C" {
 
@@ -228,8 +132,6 @@ FQ_API int32_t fq_runtime_create(const fq_runtime_options *opts, fq_runtime **ou
 #endif
             FQ_CHECK(o.device < n, FQ_STATUS_DEVICE_UNAVAILABLE, "CUDA device %d was asked for, but %d device(s) are "
                      "usable", o.device, n);
-            FQ_FAIL(FQ_STATUS_UNSUPPORTED, "full-precision models run on the CPU device; GPU execution is for "
-                    "quantized models");
         }
         auto rt = std::make_unique<fq_runtime>();
         rt->pool = std::make_unique<fq::ThreadPool>(o.n_threads);
@@ -266,6 +168,7 @@ FQ_API int32_t fq_model_load(fq_runtime *rt, const char *path, const fq_model_op
         auto m = std::make_unique<fq_model>();
         m->rt = rt;
         m->model = fq::load_gguf_model(path, lo);
+        attach_forwards(*m);
         *out = m.release();
     });
 }
@@ -310,6 +213,12 @@ FQ_API int32_t fq_model_get_info(const fq_model *model, fq_model_info *out, fq_e
         i.rope_freq_base = c.rope_freq_base;
         i.rms_eps = c.rms_eps;
         i.gguf_version = m.source.gguf_version;
+        if (model->quantized()) {
+            const fq::quant::QuantScheme &q = model->quant->scheme;
+            copy_cstr(i.quant, sizeof(i.quant), fq::quant::bits_name(q.bits));
+            copy_cstr(i.method, sizeof(i.method), fq::quant::method_name(q.method));
+            copy_cstr(i.weight_quantizer, sizeof(i.weight_quantizer), fq::quant::weight_quantizer_name(q.weights));
+        }
         write_result(out, i, "fq_model_info");
     });
 }
@@ -379,12 +288,9 @@ FQ_API int32_t fq_model_logits(const fq_model *model, const int32_t *tokens, int
         const int64_t V = m.config.n_vocab;
         FQ_CHECK(capacity >= n_tokens * V, FQ_STATUS_BUFFER_TOO_SMALL,
                  "logits need %lld floats but capacity is %lld", (long long)(n_tokens * V), (long long)capacity);
-        fq::KVCache cache;
-        cache.init(m.config, static_cast<int32_t>(n_tokens));
-        fq::forward(m, *model->rt->pool, tokens, n_tokens, cache, fq::LogitsWanted::All,
-                    [&](int64_t row0, int64_t rows, const float *lg) {
-                        std::memcpy(logits + row0 * V, lg, sizeof(float) * rows * V);
-                    });
+        model->windows(tokens, 1, n_tokens, [&](int64_t, int64_t row0, int64_t rows, const float *lg) {
+            std::memcpy(logits + row0 * V, lg, sizeof(float) * rows * V);
+        });
     });
 }
 
@@ -412,25 +318,22 @@ FQ_API int32_t fq_model_loglikelihood(const fq_model *model, const int32_t *cont
                      "token id %d at index %lld is outside the vocabulary [0, %d)", seq[i], (long long)i,
                      m.config.n_vocab);
         // The last token is only predicted, never fed: positions n_context-1 .. n-2 predict the continuation.
-        fq::KVCache cache;
-        cache.init(m.config, static_cast<int32_t>(n - 1));
         const int64_t V = m.config.n_vocab;
         double sum = 0;
         bool greedy = true;
-        fq::forward(m, *model->rt->pool, seq.data(), n - 1, cache, fq::LogitsWanted::All,
-                    [&](int64_t row0, int64_t rows, const float *lg) {
-                        for (int64_t r = 0; r < rows; ++r) {
-                            const int64_t pos = row0 + r;
-                            if (pos < n_context - 1) continue;
-                            const float *row = lg + r * V;
-                            const int32_t target = seq[pos + 1];
-                            sum -= fq::token_nll(row, V, target);
-                            int64_t best = 0;
-                            for (int64_t j = 1; j < V; ++j)
-                                if (row[j] > row[best]) best = j;
-                            greedy = greedy && best == target;
-                        }
-                    });
+        model->windows(seq.data(), 1, n - 1, [&](int64_t, int64_t row0, int64_t rows, const float *lg) {
+            for (int64_t r = 0; r < rows; ++r) {
+                const int64_t pos = row0 + r;
+                if (pos < n_context - 1) continue;
+                const float *row = lg + r * V;
+                const int32_t target = seq[pos + 1];
+                sum -= fq::token_nll(row, V, target);
+                int64_t best = 0;
+                for (int64_t j = 1; j < V; ++j)
+                    if (row[j] > row[best]) best = j;
+                greedy = greedy && best == target;
+            }
+        });
         *logprob = sum;
         if (is_greedy) *is_greedy = greedy ? 1 : 0;
     });
@@ -468,7 +371,11 @@ FQ_API int32_t fq_model_perplexity(const fq_model *model, const char *text, int6
         bool bos = resolve_bos(m, o.add_bos);
         std::vector<int32_t> ids = m.tokenizer->encode(tv, bos);
         progress.step("tokenize", 1, 1);
-        fq::PerplexityResult pr = fq::perplexity(m, *model->rt->pool, ids, o.seqlen, o.max_chunks, progress);
+        FQ_CHECK(o.seqlen >= 2 && o.seqlen <= m.config.n_ctx_train, FQ_STATUS_INVALID_ARGUMENT,
+                 "seqlen %d is out of range: it must be between 2 and the model's context length %d", o.seqlen,
+                 m.config.n_ctx_train);
+        fq::PerplexityResult pr = fq::perplexity(m.config, model->windows, ids, o.seqlen, o.max_chunks, progress,
+                                                 model->windows_per_call);
         fq_perplexity_result r;
         fq_perplexity_result_init(&r);
         r.bos = bos ? 1 : 0;
@@ -499,6 +406,8 @@ FQ_API int32_t fq_session_create(const fq_model *model, const fq_session_options
         fq_session_options o;
         fq_session_options_init(&o);
         o = read_options(opts, o, "fq_session_options");
+        FQ_CHECK(model->rt->device == FQ_DEVICE_CPU, FQ_STATUS_UNSUPPORTED, "sessions (incremental decoding) run on a "
+                 "CPU runtime in this version; this model was loaded with CUDA device %d", model->rt->device);
         const fq::ModelConfig &c = model->model->config;
         int32_t n_ctx = o.n_ctx == 0 ? std::min(c.n_ctx_train, 4096) : o.n_ctx;
         FQ_CHECK(n_ctx > 0 && n_ctx <= c.n_ctx_train, FQ_STATUS_INVALID_ARGUMENT,
@@ -552,9 +461,8 @@ FQ_API int32_t fq_session_decode(fq_session *s, const int32_t *tokens, int64_t n
         if (logits)
             FQ_CHECK(capacity >= V, FQ_STATUS_BUFFER_TOO_SMALL, "logits need %lld floats but capacity is %lld",
                      (long long)V, (long long)capacity);
-        fq::forward(m, *s->owner->rt->pool, tokens, n_tokens, s->cache,
-                    logits ? fq::LogitsWanted::Last : fq::LogitsWanted::None,
-                    [&](int64_t, int64_t, const float *lg) { std::memcpy(logits, lg, sizeof(float) * V); });
+        s->owner->forward(tokens, n_tokens, s->cache, logits ? fq::LogitsWanted::Last : fq::LogitsWanted::None,
+                          [&](int64_t, int64_t, const float *lg) { std::memcpy(logits, lg, sizeof(float) * V); });
     });
 }
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/progress.h"
+#include "model/forward.h"
 #include "model/model.h"
 
 namespace fq {
@@ -24,6 +25,12 @@ struct PerplexityResult {
 // [2, n_ctx_train], max_chunks == 0, fewer tokens than one window), CANCELLED, NUMERIC (a non-finite logit).
 PerplexityResult perplexity(const Model &model, ThreadPool &pool, const std::vector<int32_t> &tokens,
                             int32_t seqlen, int64_t max_chunks, const Progress &progress);
+
+// The same over any whole-sequence forward (the fake-quantized model, a GPU evaluator), windows_per_call windows at
+// a time (progress and cancellation between calls).
+PerplexityResult perplexity(const ModelConfig &config, const WindowsForwardFn &forward,
+                            const std::vector<int32_t> &tokens, int32_t seqlen, int64_t max_chunks,
+                            const Progress &progress, int64_t windows_per_call = 1);
 
 // log(sum(exp(row))) - row[target], in double.
 double token_nll(const float *row, int64_t n_vocab, int32_t target);

@@ -183,4 +183,25 @@ void forward(const Model &model, ThreadPool &pool, const int32_t *tokens, int64_
     }
 }
 
+ForwardFn forward_fn(const Model &model, ThreadPool &pool) {
+    return [&model, &pool](const int32_t *tokens, int64_t n, KVCache &cache, LogitsWanted wanted,
+                           const LogitsSink &sink) { forward(model, pool, tokens, n, cache, wanted, sink); };
+}
+
+WindowsForwardFn windows_forward_fn(const ModelConfig &config, ForwardFn fwd) {
+    return [config, fwd = std::move(fwd)](const int32_t *tokens, int64_t n_seq, int64_t seq_len,
+                                          const WindowLogitsSink &sink) {
+        FQ_CHECK(n_seq >= 0 && seq_len >= 1 && seq_len <= config.n_ctx_train, FQ_STATUS_INVALID_ARGUMENT,
+                 "%lld sequences of %lld tokens: seq_len must be between 1 and the model's context length %d",
+                 (long long)n_seq, (long long)seq_len, config.n_ctx_train);
+        KVCache cache;
+        cache.init(config, static_cast<int32_t>(seq_len));
+        for (int64_t s = 0; s < n_seq; ++s) {
+            cache.n_past = 0;
+            fwd(tokens + s * seq_len, seq_len, cache, LogitsWanted::All,
+                [&](int64_t row0, int64_t rows, const float *lg) { sink(s, row0, rows, lg); });
+        }
+    };
+}
+
 }  // namespace fq

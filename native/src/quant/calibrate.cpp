@@ -143,7 +143,7 @@ void calibrate_flatquant(const Model &model, ThreadPool &pool, const std::vector
 
 CalibrationResult calibrate(const Model &model, ThreadPool &pool, const std::vector<int32_t> &windows,
                             const QuantScheme &scheme, const CalibOptions &options, const Progress &progress,
-                            const CalibLogFn &log) {
+                            const CalibLogFn &log, int device) {
     validate(scheme);
     validate(options);
     const ModelConfig &c = model.config;
@@ -185,6 +185,8 @@ CalibrationResult calibrate(const Model &model, ThreadPool &pool, const std::vec
                      options.seqlen, (long long)need, windows.size());
             FQ_CHECK(options.seqlen <= c.n_ctx_train, FQ_STATUS_INVALID_ARGUMENT,
                      "calibration seqlen %d exceeds the model's context %d", options.seqlen, c.n_ctx_train);
+            FQ_CHECK(device < 0, FQ_STATUS_UNSUPPORTED, "calibration on CUDA device %d is not available in this build",
+                     device);
             calibrate_flatquant(model, pool, windows, options, progress, log, r);
             break;
     }

@@ -42,9 +42,11 @@ using CalibLogFn = std::function<void(const CalibEvent &)>;
 // Progress: stage "calibrate", done/total in optimizer steps over all layers (targets count as one step per layer);
 // cancellation is checked at every step (FQ_STATUS_CANCELLED). Other errors: INVALID_ARGUMENT (bad options, too few
 // windows, token ids out of range), NUMERIC (a non-finite loss).
+// device: a CUDA device ordinal on which the learned layers are calibrated (builds with FQ_HAVE_CUDA), or -1 for the
+// CPU threads of pool.
 CalibrationResult calibrate(const Model &model, ThreadPool &pool, const std::vector<int32_t> &windows,
                             const QuantScheme &scheme, const CalibOptions &options, const Progress &progress,
-                            const CalibLogFn &log = {});
+                            const CalibLogFn &log = {}, int device = -1);
 
 // The per-layer seed of the transform initialization (layers are independent of each other's random draws).
 uint64_t layer_seed(uint64_t seed, int32_t layer);

@@ -61,10 +61,7 @@ bool quantized_layer_forward(const QuantizedModel &qm, int32_t layer, ThreadPool
 void quantized_forward(const QuantizedModel &qm, ThreadPool &pool, const int32_t *tokens, int64_t n, KVCache &cache,
                        LogitsWanted wanted, const LogitsSink &sink);
 
-// The same as a std::function of fq::forward's shape (model and pool bound), for evaluation code that takes any
-// forward.
-using ForwardFn = std::function<void(const int32_t *tokens, int64_t n, KVCache &cache, LogitsWanted wanted,
-                                     const LogitsSink &sink)>;
+// The same as an fq::ForwardFn (model/forward.h; model and pool bound), for evaluation code that takes any forward.
 ForwardFn quantized_forward_fn(const QuantizedModel &qm, ThreadPool &pool);
 
 }  // namespace fq::quant

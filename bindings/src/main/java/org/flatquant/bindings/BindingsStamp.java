@@ -26,7 +26,7 @@ public final class BindingsStamp {
     public static final String HEADER = "native/include/flatquant.h";
 
     /** SHA-256 of the header's bytes, 64 lowercase hex digits. */
-    public static final String HEADER_SHA256 = "cd3f1c2edea839809c5b6ef80f83c3951dd974f12d1562f53f36ca40e58f1e24";
+    public static final String HEADER_SHA256 = "47e80fe8c0b42f7ea96e802e5b32b598f594b5e31f30b42a65e6ee0d7db2c087";
 
     /** The command that regenerates the bindings, run from the repository root. */
     public static final String REGENERATE = "python3 bindings/generate_bindings.py";
@@ -62,6 +62,11 @@ public final class BindingsStamp {
         "fq_perplexity_options_init",
         "fq_perplexity_result_init",
         "fq_model_perplexity",
+        "fq_calibration_options_init",
+        "fq_calibration_result_init",
+        "fq_calibrate",
+        "fq_quantize_options_init",
+        "fq_model_quantize",
         "fq_session_options_init",
         "fq_session_create",
         "fq_session_free",
@@ -82,6 +87,10 @@ public final class BindingsStamp {
         "fq_model_info",
         "fq_perplexity_options",
         "fq_perplexity_result",
+        "fq_calibration_event",
+        "fq_calibration_options",
+        "fq_calibration_result",
+        "fq_quantize_options",
         "fq_session_options",
         "fq_sampler_options"
     );

@@ -14,7 +14,7 @@ import static java.lang.foreign.ValueLayout.*;
 import static java.lang.foreign.MemoryLayout.PathElement.*;
 
 /**
- * The constants and functions of {@code native/include/flatquant.h} (sha256 cd3f1c2edea839809c5b6ef80f83c3951dd974f12d1562f53f36ca40e58f1e24).
+ * The constants and functions of {@code native/include/flatquant.h} (sha256 47e80fe8c0b42f7ea96e802e5b32b598f594b5e31f30b42a65e6ee0d7db2c087).
  * Symbols resolve through {@link SymbolLookup#loaderLookup()}: the library must have been loaded with
  * {@code System.load} by a class of this class loader first; this class never loads it.
  */
@@ -1907,6 +1907,291 @@ public class flatquant_h {
                 traceDowncall("fq_model_perplexity", model, text, text_len, opts, out, err);
             }
             return (int)mh$.invokeExact(model, text, text_len, opts, out, err);
+        } catch (Error | RuntimeException ex) {
+            throw ex;
+        } catch (Throwable ex$) {
+            throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class fq_calibration_options_init {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.ofVoid(flatquant_h.C_POINTER);
+
+        public static final MemorySegment ADDR = flatquant_h.findOrThrow("fq_calibration_options_init");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * void fq_calibration_options_init(fq_calibration_options *opts)
+     * }
+     */
+    public static FunctionDescriptor fq_calibration_options_init$descriptor() {
+        return fq_calibration_options_init.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * void fq_calibration_options_init(fq_calibration_options *opts)
+     * }
+     */
+    public static MethodHandle fq_calibration_options_init$handle() {
+        return fq_calibration_options_init.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * void fq_calibration_options_init(fq_calibration_options *opts)
+     * }
+     */
+    public static MemorySegment fq_calibration_options_init$address() {
+        return fq_calibration_options_init.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * void fq_calibration_options_init(fq_calibration_options *opts)
+     * }
+     */
+    public static void fq_calibration_options_init(MemorySegment opts) {
+        var mh$ = fq_calibration_options_init.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("fq_calibration_options_init", opts);
+            }
+            mh$.invokeExact(opts);
+        } catch (Error | RuntimeException ex) {
+            throw ex;
+        } catch (Throwable ex$) {
+            throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class fq_calibration_result_init {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.ofVoid(flatquant_h.C_POINTER);
+
+        public static final MemorySegment ADDR = flatquant_h.findOrThrow("fq_calibration_result_init");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * void fq_calibration_result_init(fq_calibration_result *res)
+     * }
+     */
+    public static FunctionDescriptor fq_calibration_result_init$descriptor() {
+        return fq_calibration_result_init.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * void fq_calibration_result_init(fq_calibration_result *res)
+     * }
+     */
+    public static MethodHandle fq_calibration_result_init$handle() {
+        return fq_calibration_result_init.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * void fq_calibration_result_init(fq_calibration_result *res)
+     * }
+     */
+    public static MemorySegment fq_calibration_result_init$address() {
+        return fq_calibration_result_init.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * void fq_calibration_result_init(fq_calibration_result *res)
+     * }
+     */
+    public static void fq_calibration_result_init(MemorySegment res) {
+        var mh$ = fq_calibration_result_init.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("fq_calibration_result_init", res);
+            }
+            mh$.invokeExact(res);
+        } catch (Error | RuntimeException ex) {
+            throw ex;
+        } catch (Throwable ex$) {
+            throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class fq_calibrate {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(flatquant_h.C_INT, flatquant_h.C_POINTER, flatquant_h.C_POINTER, flatquant_h.C_LONG_LONG, flatquant_h.C_POINTER, flatquant_h.C_POINTER, flatquant_h.C_POINTER, flatquant_h.C_POINTER);
+
+        public static final MemorySegment ADDR = flatquant_h.findOrThrow("fq_calibrate");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int32_t fq_calibrate(const fq_model *model, const char *text, int64_t text_len, const char *out_path, const fq_calibration_options *opts, fq_calibration_result *out, fq_error *err)
+     * }
+     */
+    public static FunctionDescriptor fq_calibrate$descriptor() {
+        return fq_calibrate.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int32_t fq_calibrate(const fq_model *model, const char *text, int64_t text_len, const char *out_path, const fq_calibration_options *opts, fq_calibration_result *out, fq_error *err)
+     * }
+     */
+    public static MethodHandle fq_calibrate$handle() {
+        return fq_calibrate.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int32_t fq_calibrate(const fq_model *model, const char *text, int64_t text_len, const char *out_path, const fq_calibration_options *opts, fq_calibration_result *out, fq_error *err)
+     * }
+     */
+    public static MemorySegment fq_calibrate$address() {
+        return fq_calibrate.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int32_t fq_calibrate(const fq_model *model, const char *text, int64_t text_len, const char *out_path, const fq_calibration_options *opts, fq_calibration_result *out, fq_error *err)
+     * }
+     */
+    public static int fq_calibrate(MemorySegment model, MemorySegment text, long text_len, MemorySegment out_path, MemorySegment opts, MemorySegment out, MemorySegment err) {
+        var mh$ = fq_calibrate.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("fq_calibrate", model, text, text_len, out_path, opts, out, err);
+            }
+            return (int)mh$.invokeExact(model, text, text_len, out_path, opts, out, err);
+        } catch (Error | RuntimeException ex) {
+            throw ex;
+        } catch (Throwable ex$) {
+            throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class fq_quantize_options_init {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.ofVoid(flatquant_h.C_POINTER);
+
+        public static final MemorySegment ADDR = flatquant_h.findOrThrow("fq_quantize_options_init");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * void fq_quantize_options_init(fq_quantize_options *opts)
+     * }
+     */
+    public static FunctionDescriptor fq_quantize_options_init$descriptor() {
+        return fq_quantize_options_init.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * void fq_quantize_options_init(fq_quantize_options *opts)
+     * }
+     */
+    public static MethodHandle fq_quantize_options_init$handle() {
+        return fq_quantize_options_init.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * void fq_quantize_options_init(fq_quantize_options *opts)
+     * }
+     */
+    public static MemorySegment fq_quantize_options_init$address() {
+        return fq_quantize_options_init.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * void fq_quantize_options_init(fq_quantize_options *opts)
+     * }
+     */
+    public static void fq_quantize_options_init(MemorySegment opts) {
+        var mh$ = fq_quantize_options_init.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("fq_quantize_options_init", opts);
+            }
+            mh$.invokeExact(opts);
+        } catch (Error | RuntimeException ex) {
+            throw ex;
+        } catch (Throwable ex$) {
+            throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class fq_model_quantize {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(flatquant_h.C_INT, flatquant_h.C_POINTER, flatquant_h.C_POINTER, flatquant_h.C_POINTER, flatquant_h.C_POINTER);
+
+        public static final MemorySegment ADDR = flatquant_h.findOrThrow("fq_model_quantize");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int32_t fq_model_quantize(const fq_model *base, const fq_quantize_options *opts, fq_model **out, fq_error *err)
+     * }
+     */
+    public static FunctionDescriptor fq_model_quantize$descriptor() {
+        return fq_model_quantize.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int32_t fq_model_quantize(const fq_model *base, const fq_quantize_options *opts, fq_model **out, fq_error *err)
+     * }
+     */
+    public static MethodHandle fq_model_quantize$handle() {
+        return fq_model_quantize.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int32_t fq_model_quantize(const fq_model *base, const fq_quantize_options *opts, fq_model **out, fq_error *err)
+     * }
+     */
+    public static MemorySegment fq_model_quantize$address() {
+        return fq_model_quantize.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int32_t fq_model_quantize(const fq_model *base, const fq_quantize_options *opts, fq_model **out, fq_error *err)
+     * }
+     */
+    public static int fq_model_quantize(MemorySegment base, MemorySegment opts, MemorySegment out, MemorySegment err) {
+        var mh$ = fq_model_quantize.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("fq_model_quantize", base, opts, out, err);
+            }
+            return (int)mh$.invokeExact(base, opts, out, err);
         } catch (Error | RuntimeException ex) {
             throw ex;
         } catch (Throwable ex$) {

@@ -41,6 +41,9 @@ import static java.lang.foreign.MemoryLayout.PathElement.*;
  *     float rope_freq_base;
  *     float rms_eps;
  *     int32_t gguf_version;
+ *     char quant[16];
+ *     char method[16];
+ *     char weight_quantizer[8];
  * }
  * }
  */
@@ -77,12 +80,15 @@ public class fq_model_info {
         flatquant_h.C_FLOAT.withName("rope_freq_base"),
         flatquant_h.C_FLOAT.withName("rms_eps"),
         flatquant_h.C_INT.withName("gguf_version"),
+        MemoryLayout.sequenceLayout(16, flatquant_h.C_CHAR).withName("quant"),
+        MemoryLayout.sequenceLayout(16, flatquant_h.C_CHAR).withName("method"),
+        MemoryLayout.sequenceLayout(8, flatquant_h.C_CHAR).withName("weight_quantizer"),
         MemoryLayout.paddingLayout(4)
     ).withName("fq_model_info");
 
     static {
         // libclang's size of struct fq_model_info; a mismatch means the layout above is wrong
-        if ($LAYOUT.byteSize() != 368L) throw new AssertionError("fq_model_info: layout size");
+        if ($LAYOUT.byteSize() != 408L) throw new AssertionError("fq_model_info: layout size");
     }
 
     /**
@@ -1360,6 +1366,240 @@ public class fq_model_info {
      */
     public static void gguf_version(MemorySegment struct, int fieldValue) {
         struct.set(gguf_version$LAYOUT, gguf_version$OFFSET, fieldValue);
+    }
+
+    private static final SequenceLayout quant$LAYOUT = (SequenceLayout)$LAYOUT.select(groupElement("quant"));
+
+    /**
+     * Layout for field:
+     * {@snippet lang=c :
+     * char quant[16]
+     * }
+     */
+    public static final SequenceLayout quant$layout() {
+        return quant$LAYOUT;
+    }
+
+    private static final long quant$OFFSET = 364;
+
+    /**
+     * Offset for field:
+     * {@snippet lang=c :
+     * char quant[16]
+     * }
+     */
+    public static final long quant$offset() {
+        return quant$OFFSET;
+    }
+
+    /**
+     * Getter for field (a slice of the struct, no copy):
+     * {@snippet lang=c :
+     * char quant[16]
+     * }
+     */
+    public static MemorySegment quant(MemorySegment struct) {
+        return struct.asSlice(quant$OFFSET, quant$LAYOUT.byteSize());
+    }
+
+    /**
+     * Setter for field:
+     * {@snippet lang=c :
+     * char quant[16]
+     * }
+     */
+    public static void quant(MemorySegment struct, MemorySegment fieldValue) {
+        MemorySegment.copy(fieldValue, 0L, struct, quant$OFFSET, quant$LAYOUT.byteSize());
+    }
+
+    private static final long[] quant$DIMS = { 16 };
+
+    /**
+     * Dimensions for array field:
+     * {@snippet lang=c :
+     * char quant[16]
+     * }
+     */
+    public static long[] quant$dimensions() {
+        return quant$DIMS.clone();
+    }
+
+    private static final VarHandle quant$ELEM_HANDLE = $LAYOUT.varHandle(groupElement("quant"), sequenceElement());
+
+    /**
+     * Indexed getter for field:
+     * {@snippet lang=c :
+     * char quant[16]
+     * }
+     */
+    public static byte quant(MemorySegment struct, long index0) {
+        return (byte)quant$ELEM_HANDLE.get(struct, 0L, index0);
+    }
+
+    /**
+     * Indexed setter for field:
+     * {@snippet lang=c :
+     * char quant[16]
+     * }
+     */
+    public static void quant(MemorySegment struct, long index0, byte fieldValue) {
+        quant$ELEM_HANDLE.set(struct, 0L, index0, fieldValue);
+    }
+
+    private static final SequenceLayout method$LAYOUT = (SequenceLayout)$LAYOUT.select(groupElement("method"));
+
+    /**
+     * Layout for field:
+     * {@snippet lang=c :
+     * char method[16]
+     * }
+     */
+    public static final SequenceLayout method$layout() {
+        return method$LAYOUT;
+    }
+
+    private static final long method$OFFSET = 380;
+
+    /**
+     * Offset for field:
+     * {@snippet lang=c :
+     * char method[16]
+     * }
+     */
+    public static final long method$offset() {
+        return method$OFFSET;
+    }
+
+    /**
+     * Getter for field (a slice of the struct, no copy):
+     * {@snippet lang=c :
+     * char method[16]
+     * }
+     */
+    public static MemorySegment method(MemorySegment struct) {
+        return struct.asSlice(method$OFFSET, method$LAYOUT.byteSize());
+    }
+
+    /**
+     * Setter for field:
+     * {@snippet lang=c :
+     * char method[16]
+     * }
+     */
+    public static void method(MemorySegment struct, MemorySegment fieldValue) {
+        MemorySegment.copy(fieldValue, 0L, struct, method$OFFSET, method$LAYOUT.byteSize());
+    }
+
+    private static final long[] method$DIMS = { 16 };
+
+    /**
+     * Dimensions for array field:
+     * {@snippet lang=c :
+     * char method[16]
+     * }
+     */
+    public static long[] method$dimensions() {
+        return method$DIMS.clone();
+    }
+
+    private static final VarHandle method$ELEM_HANDLE = $LAYOUT.varHandle(groupElement("method"), sequenceElement());
+
+    /**
+     * Indexed getter for field:
+     * {@snippet lang=c :
+     * char method[16]
+     * }
+     */
+    public static byte method(MemorySegment struct, long index0) {
+        return (byte)method$ELEM_HANDLE.get(struct, 0L, index0);
+    }
+
+    /**
+     * Indexed setter for field:
+     * {@snippet lang=c :
+     * char method[16]
+     * }
+     */
+    public static void method(MemorySegment struct, long index0, byte fieldValue) {
+        method$ELEM_HANDLE.set(struct, 0L, index0, fieldValue);
+    }
+
+    private static final SequenceLayout weight_quantizer$LAYOUT = (SequenceLayout)$LAYOUT.select(groupElement("weight_quantizer"));
+
+    /**
+     * Layout for field:
+     * {@snippet lang=c :
+     * char weight_quantizer[8]
+     * }
+     */
+    public static final SequenceLayout weight_quantizer$layout() {
+        return weight_quantizer$LAYOUT;
+    }
+
+    private static final long weight_quantizer$OFFSET = 396;
+
+    /**
+     * Offset for field:
+     * {@snippet lang=c :
+     * char weight_quantizer[8]
+     * }
+     */
+    public static final long weight_quantizer$offset() {
+        return weight_quantizer$OFFSET;
+    }
+
+    /**
+     * Getter for field (a slice of the struct, no copy):
+     * {@snippet lang=c :
+     * char weight_quantizer[8]
+     * }
+     */
+    public static MemorySegment weight_quantizer(MemorySegment struct) {
+        return struct.asSlice(weight_quantizer$OFFSET, weight_quantizer$LAYOUT.byteSize());
+    }
+
+    /**
+     * Setter for field:
+     * {@snippet lang=c :
+     * char weight_quantizer[8]
+     * }
+     */
+    public static void weight_quantizer(MemorySegment struct, MemorySegment fieldValue) {
+        MemorySegment.copy(fieldValue, 0L, struct, weight_quantizer$OFFSET, weight_quantizer$LAYOUT.byteSize());
+    }
+
+    private static final long[] weight_quantizer$DIMS = { 8 };
+
+    /**
+     * Dimensions for array field:
+     * {@snippet lang=c :
+     * char weight_quantizer[8]
+     * }
+     */
+    public static long[] weight_quantizer$dimensions() {
+        return weight_quantizer$DIMS.clone();
+    }
+
+    private static final VarHandle weight_quantizer$ELEM_HANDLE = $LAYOUT.varHandle(groupElement("weight_quantizer"), sequenceElement());
+
+    /**
+     * Indexed getter for field:
+     * {@snippet lang=c :
+     * char weight_quantizer[8]
+     * }
+     */
+    public static byte weight_quantizer(MemorySegment struct, long index0) {
+        return (byte)weight_quantizer$ELEM_HANDLE.get(struct, 0L, index0);
+    }
+
+    /**
+     * Indexed setter for field:
+     * {@snippet lang=c :
+     * char weight_quantizer[8]
+     * }
+     */
+    public static void weight_quantizer(MemorySegment struct, long index0, byte fieldValue) {
+        weight_quantizer$ELEM_HANDLE.set(struct, 0L, index0, fieldValue);
     }
 
     /**

@@ -1,0 +1,36 @@
+// Whole-sequence evaluation of a fake-quantized (or full-precision) model on a CUDA device: the GPU twin of
+// quant::quantized_forward run from an empty context, for perplexity and log-likelihood (fq::WindowsForwardFn's
+// contract, model/forward.h). Exists only in builds with FQ_HAVE_CUDA; host-compiler safe.
+//
+// A full-precision model is evaluated as the QuantizedModel of scheme w16a16 with no transforms (reparameterize of
+// a "rtn" calibration result at 16 bits), which computes exactly what fq::forward computes.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "model/forward.h"
+
+namespace fq::quant {
+struct QuantizedModel;
+}
+
+namespace fq::cuda {
+
+class WindowEvaluator {
+  public:
+    virtual ~WindowEvaluator() = default;
+    // tokens [n_seq][seq_len] (host memory), each sequence from position 0; every row's logits go to the sink
+    // (host memory, n_vocab floats per row). Throws INVALID_ARGUMENT (ids out of range, seq_len above the context),
+    // DEVICE_OUT_OF_MEMORY, CUDA. Calls from several threads are serialized.
+    virtual void forward(const int32_t *tokens, int64_t n_seq, int64_t seq_len, const WindowLogitsSink &sink) = 0;
+    // How many windows of seq_len tokens one forward call should get for the GPU to be busy (at least 1).
+    virtual int64_t preferred_batch(int64_t seq_len) const = 0;
+};
+
+// Uploads everything qm's forward needs (its layers, and its base model's embeddings, final norm and output
+// projection) to CUDA device `device`; qm is not used after the call. Throws DEVICE_UNAVAILABLE,
+// DEVICE_OUT_OF_MEMORY, CUDA.
+std::unique_ptr<WindowEvaluator> make_window_evaluator(const quant::QuantizedModel &qm, int device);
+
+}  // namespace fq::cuda
