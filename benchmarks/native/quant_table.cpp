@@ -190,13 +190,17 @@ int main(int argc, char **argv) {
                 co.epochs = o.epochs;
                 co.progress = print_progress;
                 co.log = print_epoch;
+                // FlatQuant with GPTQ weights keeps the transforms of the FlatQuant row when there is one (the
+                // official pipeline: calibrate, then GPTQ on the same windows) instead of learning them again.
+                const std::string learned_artifact = o.out_dir + "/flatquant-" + bits + ".safetensors";
+                if (learned && gptq && calib_seconds.count("flatquant " + bits)) co.base_artifact = learned_artifact.c_str();
                 fq_calibration_result cr;
                 fq_calibration_result_init(&cr);
                 std::fprintf(stderr, "calibrating %s -> %s\n", label.c_str(), artifact.c_str());
                 check(fq_calibrate(base, calib_text.data(), (int64_t)calib_text.size(), artifact.c_str(), &co, &cr,
                                    &err),
                       err, "calibrate " + label);
-                calib_seconds[label] = cr.seconds;
+                calib_seconds[label] = cr.seconds + (co.base_artifact ? calib_seconds["flatquant " + bits] : 0.0);
                 std::fprintf(stderr, "calibrated %s in %.1f s (%s, final mse %.6g)\n", label.c_str(), cr.seconds,
                              cr.on_gpu ? "GPU" : "CPU", cr.final_mse);
                 qo.artifact = artifact.c_str();

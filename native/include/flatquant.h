@@ -292,6 +292,10 @@ typedef struct fq_calibration_options {
     fq_cancel_token *cancel;  /* may be NULL                                                                */
     fq_calibration_log_fn log; /* may be NULL                                                               */
     void *log_user_data;
+    const char *base_artifact; /* NULL, or an artifact of this model whose learned transforms are kept: only the
+                                * weight quantizer runs (GPTQ on the artifact's own calibration windows, so the text
+                                * and nsamples/seqlen/seed must be the ones it was calibrated with; they are taken
+                                * from the artifact and checked against its data_sha256)                          */
 } fq_calibration_options;
 
 typedef struct fq_calibration_result {

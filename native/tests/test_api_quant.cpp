@@ -356,3 +356,51 @@ TEST_F(QuantAbi, QuantizedModelOutlivesItsBaseAndServesSessions) {
 }
 
 }  // namespace
+
+namespace {
+
+// GPTQ on top of an existing calibration (base_artifact) equals calibrating with GPTQ weights in one go: the
+// transforms are the same learned ones and GPTQ sees the same windows.
+TEST_F(QuantAbi, GptqFromABaseArtifactEqualsGptqInOneGo) {
+    TempDir dir;
+    const std::string a = dir.path + "/fq.safetensors", b = dir.path + "/fq-gptq-from-a.safetensors",
+                      c = dir.path + "/fq-gptq.safetensors";
+    fq_calibration_result res;
+    fq_calibration_result_init(&res);
+    fq_calibration_options o = small_options("flatquant");
+    ASSERT_EQ(fq_calibrate(base, text.data(), (int64_t)text.size(), a.c_str(), &o, &res, &err), FQ_STATUS_OK)
+        << err.message;
+    const double trained_mse = res.final_mse;
+    fq_calibration_options g = small_options("flatquant", "gptq");
+    ASSERT_EQ(fq_calibrate(base, text.data(), (int64_t)text.size(), c.c_str(), &g, &res, &err), FQ_STATUS_OK)
+        << err.message;
+    fq_calibration_options from = small_options(nullptr, "gptq");
+    from.quant = nullptr;
+    from.nsamples = 1;  // ignored: the artifact's windows are used
+    from.base_artifact = a.c_str();
+    ASSERT_EQ(fq_calibrate(base, text.data(), (int64_t)text.size(), b.c_str(), &from, &res, &err), FQ_STATUS_OK)
+        << err.message;
+    EXPECT_EQ(res.final_mse, trained_mse);  // the kept transforms' loss: nothing was trained again
+    fq_model *mb = quantize(b.c_str()), *mc = quantize(c.c_str());
+    ASSERT_NE(mb, nullptr);
+    ASSERT_NE(mc, nullptr);
+    fq_model_info info;
+    fq_model_info_init(&info);
+    ASSERT_EQ(fq_model_get_info(mb, &info, &err), FQ_STATUS_OK);
+    EXPECT_STREQ(info.weight_quantizer, "gptq");
+    EXPECT_EQ(ppl(mb), ppl(mc));
+    fq_model_free(mb);
+    fq_model_free(mc);
+
+    // Another text gives other windows: refused, naming both data hashes.
+    const std::string other = text.substr(text.size() / 2);
+    EXPECT_EQ(fq_calibrate(base, other.data(), (int64_t)other.size(), b.c_str(), &from, &res, &err),
+              FQ_STATUS_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(err.message).find("sha256"), std::string::npos) << err.message;
+    // RTN weights from a base artifact would be a copy: refused.
+    from.weights = "rtn";
+    EXPECT_EQ(fq_calibrate(base, text.data(), (int64_t)text.size(), b.c_str(), &from, &res, &err),
+              FQ_STATUS_INVALID_ARGUMENT);
+}
+
+}  // namespace

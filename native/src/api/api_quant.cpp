@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "api/api_internal.h"
+#include "core/sha256.h"
 #include "quant/artifact.h"
 #include "quant/calib_data.h"
 #include "quant/calibrate.h"
@@ -59,6 +60,22 @@ void check_output_path(const std::string &path) {
              dir.c_str());
     FQ_CHECK(access(dir.c_str(), W_OK) == 0, FQ_STATUS_IO, "the artifact's directory '%s' is not writable",
              dir.c_str());
+}
+
+// Names the caller gave (NULL/empty = take the artifact's) must agree with what the artifact holds.
+void check_scheme_names(const char *quant, const char *method, const q::QuantScheme &artifact_scheme,
+                        const char *artifact) {
+    if (given(quant)) {
+        const std::string asked = q::bits_name(q::parse_bits(quant)), held = q::bits_name(artifact_scheme.bits);
+        FQ_CHECK(asked == held, FQ_STATUS_INVALID_ARGUMENT, "%s was asked for, but the artifact '%s' was calibrated "
+                 "for %s", asked.c_str(), artifact, held.c_str());
+    }
+    if (given(method)) {
+        const q::Method asked = q::parse_method(method);
+        FQ_CHECK(asked == artifact_scheme.method, FQ_STATUS_INVALID_ARGUMENT, "method %s was asked for, but the "
+                 "artifact '%s' holds method %s", q::method_name(asked), artifact,
+                 q::method_name(artifact_scheme.method));
+    }
 }
 
 q::CalibOptions calib_options(const fq_calibration_options &o) {
@@ -141,15 +158,29 @@ FQ_API int32_t fq_calibrate(const fq_model *model, const char *text, int64_t tex
         fq_calibration_options o;
         fq_calibration_options_init(&o);
         o = read_options(opts, o, "fq_calibration_options");
+        const fq::Model &m = *model->model;
         q::QuantScheme scheme;
-        scheme.bits = q::parse_bits(given(o.quant) ? o.quant : "w4a4kv4");
-        scheme.method = q::parse_method(given(o.method) ? o.method : "flatquant");
+        q::CalibOptions copt = calib_options(o);
+        q::CalibrationResult base;
+        const bool from_base = given(o.base_artifact);
+        if (from_base) {
+            base = q::load_artifact(o.base_artifact, m);
+            check_scheme_names(o.quant, o.method, base.scheme, o.base_artifact);
+            scheme = base.scheme;
+            // The transforms' own calibration windows; only the weight quantizer's settings are the caller's.
+            copt.nsamples = base.options.nsamples;
+            copt.seqlen = base.options.seqlen;
+            copt.seed = base.options.seed;
+        } else {
+            scheme.bits = q::parse_bits(given(o.quant) ? o.quant : "w4a4kv4");
+            scheme.method = q::parse_method(given(o.method) ? o.method : "flatquant");
+        }
         scheme.weights = q::parse_weight_quantizer(given(o.weights) ? o.weights : "rtn");
+        FQ_CHECK(!from_base || scheme.weights == q::WeightQuantizer::Gptq, FQ_STATUS_INVALID_ARGUMENT,
+                 "base_artifact keeps the transforms and re-quantizes the weights: it needs weights \"gptq\"");
         q::validate(scheme);
-        const q::CalibOptions copt = calib_options(o);
         q::validate(copt);
         check_output_path(out_path);
-        const fq::Model &m = *model->model;
         const std::string_view tv = text_view(text, text_len);
         const bool needs_data = scheme.method == q::Method::FlatQuant || scheme.weights == q::WeightQuantizer::Gptq;
         fq::Progress progress(o.progress, o.progress_user_data, o.cancel);
@@ -175,7 +206,7 @@ FQ_API int32_t fq_calibrate(const fq_model *model, const char *text, int64_t tex
         }
 
         const int device = model->rt->device;
-        const bool on_gpu = device != FQ_DEVICE_CPU && scheme.method == q::Method::FlatQuant;
+        const bool on_gpu = device != FQ_DEVICE_CPU && scheme.method == q::Method::FlatQuant && !from_base;
         q::CalibLogFn log;
         if (o.log) {
             log = [&o](const q::CalibEvent &e) {
@@ -192,8 +223,21 @@ FQ_API int32_t fq_calibrate(const fq_model *model, const char *text, int64_t tex
                 o.log(o.log_user_data, &ev);
             };
         }
-        q::CalibrationResult r = q::calibrate(m, *model->rt->pool, windows, scheme, copt, progress, log,
-                                              on_gpu ? device : -1);
+        q::CalibrationResult r;
+        if (from_base) {
+            const std::string sha = fq::sha256_hex(windows.data(), windows.size() * sizeof(int32_t));
+            FQ_CHECK(sha == base.data_sha256, FQ_STATUS_INVALID_ARGUMENT,
+                     "the calibration text is not the one '%s' was calibrated on (its %d windows of %d tokens have "
+                     "data sha256 %s, the artifact records %s)", o.base_artifact, copt.nsamples, copt.seqlen,
+                     sha.c_str(), base.data_sha256.empty() ? "none" : base.data_sha256.c_str());
+            r = std::move(base);
+            r.scheme.weights = scheme.weights;
+            r.options.percdamp = copt.percdamp;
+            r.options.gptq_blocksize = copt.gptq_blocksize;
+            r.gptq.clear();
+        } else {
+            r = q::calibrate(m, *model->rt->pool, windows, scheme, copt, progress, log, on_gpu ? device : -1);
+        }
         if (scheme.weights == q::WeightQuantizer::Gptq) {
             // GPTQ's codes depend on the data: computed now and stored in r (the model view itself is not kept).
             q::build_quantized_model(m, *model->rt->pool, r, windows, progress);
@@ -237,18 +281,7 @@ FQ_API int32_t fq_model_quantize(const fq_model *base, const fq_quantize_options
             progress.step("load", 0, 1);
             r = q::load_artifact(o.artifact, m);
             progress.step("load", 1, 1);
-            if (given(o.quant)) {
-                const q::QuantBits b = q::parse_bits(o.quant);
-                FQ_CHECK(q::bits_name(b) == q::bits_name(r.scheme.bits), FQ_STATUS_INVALID_ARGUMENT,
-                         "%s was asked for, but the artifact '%s' was calibrated for %s", q::bits_name(b).c_str(),
-                         o.artifact, q::bits_name(r.scheme.bits).c_str());
-            }
-            if (given(o.method)) {
-                const q::Method method = q::parse_method(o.method);
-                FQ_CHECK(method == r.scheme.method, FQ_STATUS_INVALID_ARGUMENT,
-                         "method %s was asked for, but the artifact '%s' holds method %s", q::method_name(method),
-                         o.artifact, q::method_name(r.scheme.method));
-            }
+            check_scheme_names(o.quant, o.method, r.scheme, o.artifact);
         } else {
             q::QuantScheme scheme;
             scheme.bits = q::parse_bits(given(o.quant) ? o.quant : "w4a4kv4");

@@ -11,7 +11,10 @@ namespace fq::cuda {
 
 // C[m][n] = alpha * op(A) op(B) + beta * C, all row-major device pointers. op(A) is A [m][k] (lda >= k), or A^T
 // when trans_a (A stored [k][m], lda >= m); likewise B [k][n] / B^T (B stored [n][k]). beta == 0 never reads C
-// (C may hold NaN). Asynchronous on `stream`; errors throw fq::Error.
+// (C may hold NaN); k == 0 or alpha == 0 sets C = beta * C without reading A or B (BLAS semantics). Any ld works;
+// 16-byte aligned pointers with ld, strides and the contiguous extents multiples of 4 take faster kernels.
+// Asynchronous on `stream`; errors throw fq::Error (INVALID_ARGUMENT for negative sizes, too small an ld or a null
+// pointer that would be read).
 void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
               const float *b, int64_t ldb, float beta, float *c, int64_t ldc, void *stream);
 

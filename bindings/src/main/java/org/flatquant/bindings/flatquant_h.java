@@ -14,7 +14,7 @@ import static java.lang.foreign.ValueLayout.*;
 import static java.lang.foreign.MemoryLayout.PathElement.*;
 
 /**
- * The constants and functions of {@code native/include/flatquant.h} (sha256 47e80fe8c0b42f7ea96e802e5b32b598f594b5e31f30b42a65e6ee0d7db2c087).
+ * The constants and functions of {@code native/include/flatquant.h} (sha256 b14b4f01a0bf8dcc1eb6948c2e408edecfff2ac649c8a06ce3981352fdcdbbf0).
  * Symbols resolve through {@link SymbolLookup#loaderLookup()}: the library must have been loaded with
  * {@code System.load} by a class of this class loader first; this class never loads it.
  */

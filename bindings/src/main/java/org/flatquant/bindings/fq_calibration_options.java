@@ -39,6 +39,7 @@ import static java.lang.foreign.MemoryLayout.PathElement.*;
  *     fq_cancel_token *cancel;
  *     fq_calibration_log_fn log;
  *     void *log_user_data;
+ *     const char *base_artifact;
  * }
  * }
  */
@@ -72,12 +73,13 @@ public class fq_calibration_options {
         flatquant_h.C_POINTER.withName("progress_user_data"),
         flatquant_h.C_POINTER.withName("cancel"),
         flatquant_h.C_POINTER.withName("log"),
-        flatquant_h.C_POINTER.withName("log_user_data")
+        flatquant_h.C_POINTER.withName("log_user_data"),
+        flatquant_h.C_POINTER.withName("base_artifact")
     ).withName("fq_calibration_options");
 
     static {
         // libclang's size of struct fq_calibration_options; a mismatch means the layout above is wrong
-        if ($LAYOUT.byteSize() != 144L) throw new AssertionError("fq_calibration_options: layout size");
+        if ($LAYOUT.byteSize() != 152L) throw new AssertionError("fq_calibration_options: layout size");
     }
 
     /**
@@ -1097,6 +1099,50 @@ public class fq_calibration_options {
      */
     public static void log_user_data(MemorySegment struct, MemorySegment fieldValue) {
         struct.set(log_user_data$LAYOUT, log_user_data$OFFSET, fieldValue);
+    }
+
+    private static final AddressLayout base_artifact$LAYOUT = (AddressLayout)$LAYOUT.select(groupElement("base_artifact"));
+
+    /**
+     * Layout for field:
+     * {@snippet lang=c :
+     * const char *base_artifact
+     * }
+     */
+    public static final AddressLayout base_artifact$layout() {
+        return base_artifact$LAYOUT;
+    }
+
+    private static final long base_artifact$OFFSET = 144;
+
+    /**
+     * Offset for field:
+     * {@snippet lang=c :
+     * const char *base_artifact
+     * }
+     */
+    public static final long base_artifact$offset() {
+        return base_artifact$OFFSET;
+    }
+
+    /**
+     * Getter for field:
+     * {@snippet lang=c :
+     * const char *base_artifact
+     * }
+     */
+    public static MemorySegment base_artifact(MemorySegment struct) {
+        return struct.get(base_artifact$LAYOUT, base_artifact$OFFSET);
+    }
+
+    /**
+     * Setter for field:
+     * {@snippet lang=c :
+     * const char *base_artifact
+     * }
+     */
+    public static void base_artifact(MemorySegment struct, MemorySegment fieldValue) {
+        struct.set(base_artifact$LAYOUT, base_artifact$OFFSET, fieldValue);
     }
 
     /**
