@@ -6,8 +6,9 @@
 #
 # Two modes:
 #   tools/device/bench_gemm.sh --stage [CUTLASS_DIR]
-#       Here, on the development machine: copies the CUTLASS headers that w4a4_gemm_sm90.cu actually includes (its
-#       preprocessor dependency closure, ~6 MB instead of the 28 MB tree) into .device/cutlass, which is ignored
+#       Here, on the development machine: copies the CUTLASS headers that the CUDA sources actually include (the
+#       preprocessor dependency closure of every native/src/cuda/*.cu, ~16 MB instead of the 28 MB tree) into
+#       .device/cutlass, which is ignored
 #       by git and travels with `carry`. CUTLASS_DIR defaults to the tree tools/install_cuda.sh installed.
 #       Needs .device/googletest too (copy /usr/src/googletest there), as tools/device/gpu_check.sh does.
 #   tools/device/bench_gemm.sh
@@ -29,12 +30,14 @@ if [ "${1:-}" = "--stage" ]; then
     deps="$(mktemp)"
     trap 'rm -f "$deps"' EXIT
     # The closure of every compilation pass (host and each device target can include different headers).
-    for arch in compute_80 compute_86 compute_90a; do
-        "$nvcc" -std=c++17 --expt-relaxed-constexpr -DNDEBUG -DFQ_HAVE_CUTLASS=1 -arch="$arch" \
-            -I"$ROOT/native/include" -I"$ROOT/native/src" -isystem "$src/include" -isystem "$src/tools/util/include" \
-            -M "$ROOT/native/src/cuda/w4a4_gemm_sm90.cu" -o "$deps.$arch"
-        cat "$deps.$arch" >> "$deps"
-        rm -f "$deps.$arch"
+    for cu in "$ROOT"/native/src/cuda/*.cu; do
+        for arch in compute_80 compute_86 compute_90a; do
+            "$nvcc" -std=c++17 --expt-relaxed-constexpr -DNDEBUG -DFQ_HAVE_CUDA=1 -DFQ_HAVE_CUTLASS=1 -arch="$arch" \
+                -I"$ROOT/native/include" -I"$ROOT/native/src" -isystem "$src/include" \
+                -isystem "$src/tools/util/include" -M "$cu" -o "$deps.$arch"
+            cat "$deps.$arch" >> "$deps"
+            rm -f "$deps.$arch"
+        done
     done
     rm -rf "$dst"
     tr ' \\' '\n\n' < "$deps" | grep -F "$src/" | sort -u | while read -r f; do
