@@ -14,10 +14,15 @@ package org.flatquant;
 public class FlatQuantException extends RuntimeException {
     private static final long serialVersionUID = 1L;
 
+    /** The {@code FQ_STATUS_*} code. */
     private final int status;
+    /** The code's name. */
     private final String statusName;
+    /** The message without the status suffix. */
     private final String detail;
+    /** The {@code cudaError_t} value, or 0. */
     private final int cudaError;
+    /** The CUDA error's name, or empty. */
     private final String cudaErrorName;
 
     FlatQuantException(int status, String detail, int cudaError, String cudaErrorName) {

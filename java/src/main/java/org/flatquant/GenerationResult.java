@@ -33,6 +33,11 @@ public record GenerationResult(int[] tokens, String text, StopReason stopReason)
         tokens = tokens.clone();
     }
 
+    /**
+     * The generated token ids.
+     *
+     * @return a copy, in generation order
+     */
     @Override
     public int[] tokens() {
         return tokens.clone();

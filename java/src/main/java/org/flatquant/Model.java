@@ -14,7 +14,7 @@ import org.flatquant.bindings.fq_model_info;
 import org.flatquant.bindings.fq_model_options;
 import org.flatquant.bindings.fq_perplexity_options;
 import org.flatquant.bindings.fq_perplexity_result;
-import org.flatquant.bindings.fq_progress_fn;
+import org.flatquant.bindings.fq_quantize_options;
 
 /**
  * A LLaMA-family model loaded from a GGUF file: weights, configuration and tokenizer.
@@ -40,21 +40,23 @@ public final class Model extends NativeResource {
     private final ModelInfo info;
     private final Tokenizer tokenizer;
 
-    private Model(Engine engine, Path path) {
+    /** Makes the native model and returns its raw handle (checked: a failure throws and leaves nothing). */
+    @FunctionalInterface
+    private interface Maker {
+        MemorySegment make(Arena call);
+    }
+
+    private Model(Engine engine, Path path, Maker maker) {
         super("model", "session(s)");
         this.engine = engine;
         this.path = path;
+        // Every model handle, quantized ones included, uses the engine's runtime, which must outlive it.
         engine.retain();
         boolean adopted = false;
         boolean ok = false;
         try (Arena call = Arena.ofConfined()) {
-            MemorySegment err = Native.error(call);
-            MemorySegment opts = fq_model_options.allocate(call);
-            fq_model_options_init(opts);
-            MemorySegment out = call.allocate(C_POINTER);
-            int status = fq_model_load(engine.handle(), call.allocateFrom(path.toString()), opts, out, err);
-            Native.check(status, err);
-            adopt(out.get(C_POINTER, 0), h -> {
+            MemorySegment raw = maker.make(call);
+            adopt(raw, h -> {
                 fq_model_free(h);
                 engine.release();
             });
@@ -94,7 +96,110 @@ public final class Model extends NativeResource {
         if (Files.isDirectory(file)) {
             throw new InvalidArgumentException("model path is a directory, not a .gguf file: " + path);
         }
-        return new Model(engine, file);
+        return new Model(engine, file, call -> {
+            MemorySegment err = Native.error(call);
+            MemorySegment opts = fq_model_options.allocate(call);
+            fq_model_options_init(opts);
+            MemorySegment out = call.allocate(C_POINTER);
+            Native.check(fq_model_load(engine.handle(), call.allocateFrom(file.toString()), opts, out, err), err);
+            return out.get(C_POINTER, 0);
+        });
+    }
+
+    /**
+     * The fake-quantized model of this full-precision model, without progress reports. See
+     * {@link #quantize(QuantizeOptions, ProgressListener)}.
+     *
+     * @param options the artifact, or the bit widths and method
+     * @return a new model; close it
+     */
+    public Model quantize(QuantizeOptions options) {
+        return quantize(options, null);
+    }
+
+    /**
+     * Makes the fake-quantized model of this full-precision model: the transforms (learned ones from a calibration
+     * artifact, or rotate's random rotations) merged into the weights in float64, the weights quantized (RTN, or the
+     * artifact's GPTQ codes), and the online transforms and the activation and K/V quantizers applied in every
+     * forward pass. The result is a {@code Model} like any other: tokenizer, logits, log-likelihood, perplexity and
+     * sessions; its {@link ModelInfo} names the scheme.
+     *
+     * <p>It shares this model's embeddings and tokenizer natively and keeps them alive on its own, so either model
+     * may be closed first; both need the engine open. From one artifact the result is the same on every call.
+     *
+     * @param options the artifact, or the bit widths and method
+     * @param listener stages {@code "load"} and {@code "quantize"} on the calling thread, may return false to cancel;
+     *     may be null
+     * @return a new model; close it
+     * @throws InvalidArgumentException when this model is already quantized, method flatquant has no artifact, the
+     *     artifact belongs to another model (the message names both fingerprints), or the bit widths or method
+     *     contradict the artifact
+     * @throws NotFoundException when the artifact does not exist
+     * @throws ModelFormatException when the artifact is truncated or corrupt
+     * @throws UnsupportedInputException when the artifact has a newer format
+     * @throws CancelledException when the listener or the options' cancellation token cancelled
+     */
+    public Model quantize(QuantizeOptions options, ProgressListener listener) {
+        Objects.requireNonNull(options, "options");
+        ensureOpen();
+        if (info.isQuantized()) {
+            throw new InvalidArgumentException("the model is already quantized (" + info.quant() + " "
+                    + info.method() + "): quantize its full-precision model instead");
+        }
+        Path artifact = options.artifact() == null ? null : options.artifact().toAbsolutePath();
+        if (artifact == null && options.method() == QuantMethod.FLATQUANT) {
+            throw new InvalidArgumentException("method flatquant needs a calibration artifact (make one with "
+                    + "Calibrator or `flatquant calibrate`); rtn and rotate need none");
+        }
+        if (artifact != null && Files.isDirectory(artifact)) {
+            throw new InvalidArgumentException("the artifact path is a directory: " + options.artifact());
+        }
+        CancellationToken token = options.cancellation();
+        if (token != null) {
+            token.retain();
+        }
+        try {
+            return new Model(engine, path, call -> {
+                MemorySegment err = Native.error(call);
+                MemorySegment opts = fq_quantize_options.allocate(call);
+                fq_quantize_options_init(opts);
+                if (artifact != null) {
+                    fq_quantize_options.artifact(opts, call.allocateFrom(artifact.toString()));
+                }
+                if (options.quant() != null) {
+                    fq_quantize_options.quant(opts, call.allocateFrom(options.quant().toString()));
+                }
+                if (options.method() != null) {
+                    fq_quantize_options.method(opts, call.allocateFrom(options.method().id()));
+                }
+                fq_quantize_options.seed(opts, options.seed());
+                Upcall upcall = Upcall.of(listener);
+                if (upcall != null) {
+                    fq_quantize_options.progress(opts, upcall.progressStub(call));
+                }
+                if (token != null) {
+                    fq_quantize_options.cancel(opts, token.handle());
+                }
+                MemorySegment out = call.allocate(C_POINTER);
+                int status = fq_model_quantize(handle(), opts, out, err);
+                if (upcall != null && upcall.stopped()) {
+                    if (status == Status.OK) {
+                        // The listener stopped after the last check: the model exists, the caller gets the verdict.
+                        fq_model_free(out.get(C_POINTER, 0));
+                    }
+                    upcall.rethrow();
+                    if (status == Status.OK) {
+                        throw new CancelledException("cancelled by the progress listener");
+                    }
+                }
+                Native.check(status, err);
+                return out.get(C_POINTER, 0);
+            });
+        } finally {
+            if (token != null) {
+                token.release();
+            }
+        }
     }
 
     private ModelInfo readInfo(Arena call) {
@@ -126,7 +231,10 @@ public final class Model extends NativeResource {
                 fq_model_info.has_qkv_bias(s) != 0,
                 fq_model_info.rope_freq_base(s),
                 fq_model_info.rms_eps(s),
-                fq_model_info.gguf_version(s));
+                fq_model_info.gguf_version(s),
+                Native.string(fq_model_info.quant(s)),
+                Native.string(fq_model_info.method(s)),
+                Native.string(fq_model_info.weight_quantizer(s)));
     }
 
     /**
@@ -159,7 +267,7 @@ public final class Model extends NativeResource {
     }
 
     /**
-     * The file this model was loaded from.
+     * The file this model was loaded from; for a quantized model, its full-precision model's file.
      *
      * @return an absolute path
      */
@@ -168,7 +276,8 @@ public final class Model extends NativeResource {
     }
 
     /**
-     * The SHA-256 of the model file.
+     * The SHA-256 of the model file (for a quantized model, of its full-precision model's file): what a calibration
+     * artifact records to refuse being applied to another model.
      *
      * @return 64 lowercase hex digits
      */
@@ -291,9 +400,9 @@ public final class Model extends NativeResource {
             fq_perplexity_options.seqlen(opts, o.seqlen());
             fq_perplexity_options.add_bos(opts, o.bos().code);
             fq_perplexity_options.max_chunks(opts, o.maxChunks());
-            ProgressUpcall upcall = listener == null ? null : new ProgressUpcall(listener);
+            Upcall upcall = Upcall.of(listener);
             if (upcall != null) {
-                fq_perplexity_options.progress(opts, fq_progress_fn.allocate(upcall, call));
+                fq_perplexity_options.progress(opts, upcall.progressStub(call));
             }
             if (token != null) {
                 fq_perplexity_options.cancel(opts, token.handle());
@@ -420,39 +529,11 @@ public final class Model extends NativeResource {
 
     @Override
     public String toString() {
-        return isClosed() ? "Model[closed]" : "Model[" + info.architecture() + ", " + path.getFileName() + "]";
-    }
-
-    /** Bridges the native progress callback to a listener; an exception in the listener cancels and resurfaces. */
-    private static final class ProgressUpcall implements fq_progress_fn.Function {
-        private final ProgressListener listener;
-        private Throwable thrown;
-
-        ProgressUpcall(ProgressListener listener) {
-            this.listener = listener;
+        if (isClosed()) {
+            return "Model[closed]";
         }
-
-        @Override
-        public int apply(MemorySegment userData, MemorySegment stage, long done, long total) {
-            // An exception escaping an upcall terminates the JVM: catch everything, cancel, rethrow later.
-            try {
-                return listener.onProgress(Native.staticString(stage), done, total) ? 0 : 1;
-            } catch (Throwable t) {
-                thrown = t;
-                return 1;
-            }
-        }
-
-        void rethrow() {
-            if (thrown instanceof RuntimeException r) {
-                throw r;
-            }
-            if (thrown instanceof Error e) {
-                throw e;
-            }
-            if (thrown != null) {
-                throw new IllegalStateException("progress listener failed", thrown);
-            }
-        }
+        String quant = info.isQuantized() ? ", " + info.quant() + " " + info.method() + " (" + info.weightQuantizer()
+                + " weights)" : "";
+        return "Model[" + info.architecture() + ", " + path.getFileName() + quant + "]";
     }
 }

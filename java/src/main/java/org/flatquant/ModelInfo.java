@@ -27,6 +27,12 @@ package org.flatquant;
  * @param ropeFreqBase the rotary embedding's base frequency
  * @param rmsEps the epsilon of the RMS norms
  * @param ggufVersion the GGUF format version of the file
+ * @param quant the bit widths of a quantized model ({@link Model#quantize}), e.g. {@code "w4a4kv4"}; empty for a
+ *     full-precision model
+ * @param method the method of a quantized model, {@code "rtn"}, {@code "rotate"} or {@code "flatquant"}; empty for
+ *     a full-precision model
+ * @param weightQuantizer the weight quantizer of a quantized model, {@code "rtn"} or {@code "gptq"}; empty for a
+ *     full-precision model
  * @since 0.1
  */
 public record ModelInfo(
@@ -53,5 +59,17 @@ public record ModelInfo(
         boolean hasQkvBias,
         float ropeFreqBase,
         float rmsEps,
-        int ggufVersion) {
+        int ggufVersion,
+        String quant,
+        String method,
+        String weightQuantizer) {
+
+    /**
+     * Whether the model is a fake-quantized one made by {@link Model#quantize}.
+     *
+     * @return true when {@link #quant()} is not empty
+     */
+    public boolean isQuantized() {
+        return !quant.isEmpty();
+    }
 }

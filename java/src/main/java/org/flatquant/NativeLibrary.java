@@ -7,7 +7,12 @@ import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.List;
+import java.lang.module.FindException;
+import java.lang.module.ModuleFinder;
+import java.lang.module.ModuleReader;
+import java.lang.module.ModuleReference;
 import java.util.Locale;
+import java.util.Optional;
 import org.flatquant.bindings.flatquant_h;
 
 /**
@@ -17,8 +22,11 @@ import org.flatquant.bindings.flatquant_h;
  * <ol>
  *   <li>the file named by the system property {@value #LIBRARY_PATH_PROPERTY}. When the property is set it is
  *       the only place tried: an explicit choice that fails is reported, not silently replaced;</li>
- *   <li>the jar resource {@code org/flatquant/native/<os>-<arch>/<libname>}, copied to a temporary directory
- *       (a shared library cannot be mapped from inside a jar);</li>
+ *   <li>the jar resource {@code org/flatquant/native/<os>-<arch>/<libname>} of the native jar
+ *       ({@code org.flatquant:flatquant-native:<version>:jar:<os>-<arch>}), found on the class path or the module
+ *       path (there the native jar is the automatic module {@value #NATIVE_MODULE}; it need not be required or
+ *       added), copied to a private temporary directory (a shared library cannot be mapped from inside a jar) and
+ *       deleted again once loaded;</li>
  *   <li>{@code System.loadLibrary("flatquant")}, which searches {@code java.library.path}.</li>
  * </ol>
  * When every place fails, the {@link NativeLibraryException} lists each one with its reason. After loading,
@@ -78,7 +86,8 @@ public final class NativeLibrary {
     /**
      * Where the library was loaded from.
      *
-     * @return a file path, or {@code "java.library.path"}; loads the library first if needed
+     * @return a file path (for the jar resource: the path of the copy, which no longer exists, and the resource
+     *     name), or {@code "java.library.path"}; loads the library first if needed
      */
     public static String location() {
         load();
@@ -128,19 +137,20 @@ public final class NativeLibrary {
         tried.add("-D" + LIBRARY_PATH_PROPERTY + ": not set");
 
         Throwable cause = null;
-        try (InputStream in = NativeLibrary.class.getResourceAsStream("/" + resource)) {
+        try (InputStream in = openResource(resource)) {
             if (in == null) {
-                tried.add("jar resource " + resource + ": not on the class path (no native jar for "
+                tried.add("jar resource " + resource + ": not on the class path or the module path (no native jar for "
                         + platform() + ")");
             } else {
-                Path dir = Files.createTempDirectory("flatquant-native-");
-                Path file = dir.resolve(resource.substring(resource.lastIndexOf('/') + 1));
-                Files.copy(in, file, StandardCopyOption.REPLACE_EXISTING);
-                file.toFile().deleteOnExit();
-                dir.toFile().deleteOnExit();
-                String why = tryFile(file, loader);
+                Path file = extract(in, resource.substring(resource.lastIndexOf('/') + 1));
+                String why;
+                try {
+                    why = tryFile(file, loader);
+                } finally {
+                    discard(file);
+                }
                 if (why == null) {
-                    return file.toString();
+                    return file + " (extracted from the jar resource " + resource + ", deleted once loaded)";
                 }
                 tried.add("jar resource " + resource + " (copied to " + file + "): " + why);
             }
@@ -160,6 +170,85 @@ public final class NativeLibrary {
             }
         }
         throw notFound(tried, cause);
+    }
+
+    /** The module name of the native jar on the module path ({@code Automatic-Module-Name} in its manifest). */
+    public static final String NATIVE_MODULE = "org.flatquant.natives";
+
+    /**
+     * Opens the library resource, or returns null. {@code Class.getResourceAsStream} would search only this
+     * class's own module once the API jar is on the module path, so the search goes through the class loader (class
+     * path jars and every module it defines: the resource's directory is no valid package name, so no module
+     * encapsulates it) and then, for a native jar on the module path that no module requires (it is then not
+     * resolved), through a finder over {@code jdk.module.path}.
+     */
+    static InputStream openResource(String resource) throws IOException {
+        ClassLoader cl = NativeLibrary.class.getClassLoader();
+        InputStream in = cl == null ? ClassLoader.getSystemResourceAsStream(resource) : cl.getResourceAsStream(resource);
+        if (in != null) {
+            return in;
+        }
+        String modulePath = System.getProperty("jdk.module.path", "");
+        if (modulePath.isBlank()) {
+            return null;
+        }
+        List<Path> entries = new ArrayList<>();
+        for (String e : modulePath.split(java.io.File.pathSeparator)) {
+            if (!e.isBlank()) {
+                entries.add(Path.of(e));
+            }
+        }
+        Optional<ModuleReference> ref;
+        try {
+            ref = ModuleFinder.of(entries.toArray(Path[]::new)).find(NATIVE_MODULE);
+        } catch (FindException e) {
+            return null; // a broken entry elsewhere on the module path; the JVM itself reports those
+        }
+        if (ref.isEmpty()) {
+            return null;
+        }
+        try (ModuleReader reader = ref.get().open()) {
+            Optional<InputStream> found = reader.open(resource);
+            if (found.isEmpty()) {
+                return null;
+            }
+            // The reader's stream may not outlive the reader: copy it out.
+            try (InputStream s = found.get()) {
+                return new java.io.ByteArrayInputStream(s.readAllBytes());
+            }
+        }
+    }
+
+    /**
+     * Copies the library into a fresh private directory: a shared library cannot be mapped from inside a jar.
+     */
+    private static Path extract(InputStream in, String fileName) throws IOException {
+        Path dir = Files.createTempDirectory("flatquant-native-");
+        Path file = dir.resolve(fileName);
+        try {
+            Files.copy(in, file, StandardCopyOption.REPLACE_EXISTING);
+        } catch (IOException e) {
+            discard(file);
+            throw e;
+        }
+        return file;
+    }
+
+    /**
+     * Deletes the extracted copy and its directory. On Linux and macOS a loaded library stays mapped after its file
+     * is unlinked, so nothing is left in the temporary directory even when the JVM is killed later; where deleting a
+     * loaded file fails (Windows), both are deleted at exit instead (the directory registered first: the exit hook
+     * deletes in reverse order, the file before its directory).
+     */
+    static void discard(Path file) {
+        Path dir = file.getParent();
+        try {
+            Files.deleteIfExists(file);
+            Files.deleteIfExists(dir);
+        } catch (IOException e) {
+            dir.toFile().deleteOnExit();
+            file.toFile().deleteOnExit();
+        }
     }
 
     private static String tryFile(Path file, Loader loader) {

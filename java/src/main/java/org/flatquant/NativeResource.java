@@ -64,6 +64,9 @@ abstract class NativeResource implements AutoCloseable {
     /**
      * Frees the native object. Idempotent.
      *
+     * <p>A refused close changes nothing: other threads never see the object closed unless the close succeeds
+     * (the state changes only after the native object was freed, under the lock every use of the object takes).
+     *
      * @throws IllegalStateException while users remain (nothing is freed then), or while another thread is inside
      *     a call on this object
      */
@@ -77,15 +80,15 @@ abstract class NativeResource implements AutoCloseable {
                 throw new IllegalStateException("cannot close the " + kind + ": " + users + " " + userKind
                         + " still use it; close them first");
             }
-            closed = true;
-        }
-        try {
-            arena.close();
-        } catch (IllegalStateException e) {
-            synchronized (this) {
-                closed = false;
+            try {
+                // Fails at once, freeing nothing, while a downcall holds the arena; never waits for one. The free
+                // action may release a parent (a lock on the parent): locks are always taken child before parent.
+                arena.close();
+            } catch (IllegalStateException e) {
+                throw new IllegalStateException("cannot close the " + kind + " while another thread is calling it",
+                        e);
             }
-            throw new IllegalStateException("cannot close the " + kind + " while another thread is calling it", e);
+            closed = true;
         }
     }
 }

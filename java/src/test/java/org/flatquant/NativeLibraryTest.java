@@ -1,6 +1,7 @@
 package org.flatquant;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -56,15 +57,35 @@ class NativeLibraryTest {
     }
 
     @Test
-    void jarResourceIsCopiedAndLoaded() {
+    void jarResourceIsCopiedLoadedAndDeleted() {
         // The test class path holds this resource (a text file standing in for a library).
         List<String> attempts = new ArrayList<>();
+        List<Boolean> presentWhileLoading = new ArrayList<>();
         String where = NativeLibrary.find("", "org/flatquant/test-native/libfake.so", (what, isName) -> {
             attempts.add(what);
+            presentWhileLoading.add(Files.isRegularFile(Path.of(what)));
         });
         assertEquals(1, attempts.size());
-        assertTrue(where.endsWith("libfake.so") && !where.contains("test-native"), where);
-        assertTrue(Files.isRegularFile(Path.of(where)));
+        assertEquals(List.of(true), presentWhileLoading);
+        Path copy = Path.of(attempts.get(0));
+        assertTrue(copy.getFileName().toString().equals("libfake.so") && !copy.toString().contains("test-native"),
+                copy.toString());
+        assertTrue(where.startsWith(copy.toString()) && where.contains("deleted once loaded"), where);
+        // The copy and its private directory are gone once loaded: nothing piles up in the temporary directory.
+        assertFalse(Files.exists(copy));
+        assertFalse(Files.exists(copy.getParent()));
+    }
+
+    @Test
+    void aCopyThatFailsToLoadIsDeletedToo() {
+        List<String> attempts = new ArrayList<>();
+        assertThrows(NativeLibraryException.class, () -> NativeLibrary.find("", "org/flatquant/test-native/libfake.so",
+                (what, isName) -> {
+                    attempts.add(what);
+                    throw new UnsatisfiedLinkError("fake: cannot load " + what);
+                }));
+        assertEquals(2, attempts.size()); // the copy, then System.loadLibrary
+        assertFalse(Files.exists(Path.of(attempts.get(0)).getParent()));
     }
 
     @Test

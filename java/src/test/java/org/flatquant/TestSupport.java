@@ -62,6 +62,24 @@ public final class TestSupport {
         return p;
     }
 
+    /**
+     * SmolLM2-135M-Instruct (Q4_1 GGUF): -Dflatquant.smollm2.gguf, $FQ_SMOLLM2_GGUF, or the cache of ./flatquant;
+     * skips the test when none exists. Loads the library too.
+     */
+    public static Path smolLm2Model() {
+        requireNative();
+        String cache = System.getenv().getOrDefault("FQ_CACHE", System.getProperty("user.home") + "/.cache/flatquant");
+        for (String c : new String[] {System.getProperty("flatquant.smollm2.gguf", ""),
+                                      System.getenv().getOrDefault("FQ_SMOLLM2_GGUF", ""),
+                                      cache + "/models/SmolLM2-135M-Instruct.Q4_1.gguf"}) {
+            if (!c.isBlank() && Files.isRegularFile(Path.of(c))) {
+                return Path.of(c);
+            }
+        }
+        abort("SmolLM2-135M-Instruct GGUF not found (set -Dflatquant.smollm2.gguf)");
+        return null;
+    }
+
     /** A few hundred tokens of plain English, enough for several short perplexity windows. */
     public static final String STORY = """
             Once upon a time, there was a little girl named Lily. She loved to play outside in the sun. \

@@ -14,6 +14,7 @@ import java.util.Set;
 import org.flatquant.Bos;
 import org.flatquant.Engine;
 import org.flatquant.Model;
+import org.flatquant.ModelInfo;
 import org.flatquant.cli.Args.UsageException;
 import org.flatquant.eval.Evaluator;
 import org.flatquant.eval.ItemResult;
@@ -31,6 +32,7 @@ final class EvalCommand {
     static final String USAGE = """
             usage: flatquant eval --model M.gguf --tasks LIST [--limit N] [--json] [--samples FILE]
                                   [--data DIR] [--bos|--no-bos] [--quiet] [--threads N] [--device D]
+                                  [--quant Q] [--method M] [--artifact A] [--seed S]
 
             Zero-shot accuracy, scored as lm-evaluation-harness scores it (log-likelihood of each choice
             after the context; acc_norm divides by the choice's length in characters; LAMBADA's acc is
@@ -48,10 +50,16 @@ final class EvalCommand {
               --quiet           no progress bar
               --threads N       CPU worker threads (0 = one per core, the default)
               --device D        cpu (default), cuda or cuda:N
+              --quant Q         evaluate the fake-quantized model: w<bits>a<bits>[kv<bits>], e.g. w4a4kv4
+              --method M        rtn (the default with --quant), rotate, or flatquant (needs --artifact)
+              --artifact A      a calibration artifact of the model (flatquant calibrate); --quant and
+                                --method then default to the artifact's
+              --seed S          the rotations of --method rotate without --artifact (default 0)
 
             The table shows acc and acc_norm with lm-eval's standard errors, and two averages over the
             tasks: of acc, and of acc_norm where the task has it and acc otherwise (QuaRot/FlatQuant's
-            convention).""";
+            convention). --json adds "quant", "method", "weight_quantizer" and "artifact" (null for the
+            full-precision model).""";
 
     private final PrintStream out;
     private final PrintStream err;
@@ -68,9 +76,11 @@ final class EvalCommand {
                 return;
             }
         }
-        Args a = Args.parse("eval", args, 1,
-                Set.of("--model", "--threads", "--device", "--tasks", "--limit", "--data", "--samples"),
-                Set.of("--json", "--bos", "--no-bos", "--quiet"));
+        Set<String> withValue = new java.util.HashSet<>(
+                Set.of("--model", "--threads", "--device", "--tasks", "--limit", "--data", "--samples"));
+        withValue.addAll(QuantFlags.options("--seed"));
+        Args a = Args.parse("eval", args, 1, withValue, Set.of("--json", "--bos", "--no-bos", "--quiet"));
+        QuantFlags quant = QuantFlags.parse(a, "--seed");
         if (a.has("--bos") && a.has("--no-bos")) {
             throw new UsageException("--bos and --no-bos exclude each other");
         }
@@ -96,8 +106,10 @@ final class EvalCommand {
         long t0 = System.nanoTime();
         List<TaskResult> results = new ArrayList<>();
         String sha;
-        try (Engine engine = Main.engine(a); Model model = Model.load(engine, modelPath)) {
+        ModelInfo info;
+        try (Engine engine = Main.engine(a); Model model = quant.load(engine, modelPath, null)) {
             sha = model.fingerprint();
+            info = model.info();
             Evaluator evaluator = new Evaluator(model, bos);
             ProgressBar bar = a.has("--quiet") ? null : new ProgressBar(err);
             try {
@@ -119,9 +131,9 @@ final class EvalCommand {
             writeSamples(Path.of(a.required("--samples")), results);
         }
         if (a.has("--json")) {
-            out.println(json(modelPath, sha, limit, bos, results, seconds));
+            out.println(json(modelPath, sha, quant.describe(new Json(), info), limit, bos, results, seconds));
         } else {
-            printTable(modelPath, sha, limit, bos, results, seconds);
+            printTable(modelPath, sha, quant.describe(info), limit, bos, results, seconds);
         }
     }
 
@@ -159,8 +171,10 @@ final class EvalCommand {
         return new double[] {acc / n, best / n};
     }
 
-    private void printTable(Path model, String sha, int limit, Bos bos, List<TaskResult> results, double seconds) {
+    private void printTable(Path model, String sha, String quant, int limit, Bos bos, List<TaskResult> results,
+                            double seconds) {
         out.printf("model     %s (sha256 %s)%n", model, sha.substring(0, 16));
+        out.printf("quant     %s%n", quant);
         out.printf("items     %s per task, zero-shot, BOS %s%n", limit > 0 ? "first " + limit : "all",
                 bos == Bos.DEFAULT ? "as the tokenizer adds it" : bos == Bos.YES ? "always" : "never");
         out.println();
@@ -187,11 +201,13 @@ final class EvalCommand {
                 tokens / Math.max(seconds, 1e-9));
     }
 
-    private static String json(Path model, String sha, int limit, Bos bos, List<TaskResult> results,
+    private static String json(Path model, String sha, Json quant, int limit, Bos bos, List<TaskResult> results,
                                double seconds) {
         StringBuilder sb = new StringBuilder("{");
+        String q = quant.toString();
         sb.append("\"model\": ").append(Json.quote(model.toString()))
                 .append(", \"sha256\": ").append(Json.quote(sha))
+                .append(", ").append(q, 1, q.length() - 1)
                 .append(", \"limit\": ").append(limit > 0 ? Integer.toString(limit) : "null")
                 .append(", \"bos\": ").append(Json.quote(bos.name().toLowerCase()))
                 .append(", \"tasks\": [");

@@ -29,6 +29,12 @@ final class Json {
         return this;
     }
 
+    /** An integer, or null for "none". */
+    Json putInteger(String key, Long value) {
+        fields.put(key, value == null ? "null" : value.toString());
+        return this;
+    }
+
     Json put(String key, boolean value) {
         fields.put(key, Boolean.toString(value));
         return this;

@@ -2,13 +2,10 @@ package org.flatquant.cli;
 
 import java.io.FileDescriptor;
 import java.io.FileOutputStream;
-import java.io.IOException;
 import java.io.PrintStream;
 import java.io.UncheckedIOException;
-import java.nio.charset.CharacterCodingException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
-import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
@@ -22,43 +19,58 @@ import org.flatquant.GenerationOptions;
 import org.flatquant.GenerationResult;
 import org.flatquant.Model;
 import org.flatquant.ModelInfo;
-import org.flatquant.NotFoundException;
 import org.flatquant.PerplexityOptions;
 import org.flatquant.PerplexityResult;
 import org.flatquant.Session;
-import org.flatquant.WikiText;
 import org.flatquant.cli.Args.UsageException;
 
 /**
- * The {@code flatquant} command line: {@code info}, {@code ppl} and {@code generate} on the Java API.
- * Exit status: 0 on success, 1 on an error (message on stderr), 2 on a malformed command line (with the usage).
+ * The {@code flatquant} command line: {@code info}, {@code ppl}, {@code generate}, {@code calibrate},
+ * {@code eval} and {@code serve} on the Java API. Exit status: 0 on success, 1 on an error (message on stderr), 2 on
+ * a malformed command line (with the usage), 130 when a calibration was cancelled (Ctrl-C).
  */
 public final class Main {
     static final String USAGE = """
             usage: flatquant <command> [options]
 
             commands:
-              info      --model M.gguf [--json]
-                        the model's architecture, sizes and tokenizer
-              ppl       --model M.gguf --text FILE|wikitext2-test|wikitext2-validation
-                        [--seqlen 2048] [--max-chunks N] [--bos|--no-bos] [--json] [--quiet]
+              info      --model M.gguf [--json] [QUANT]
+                        the model's architecture, sizes and tokenizer (and quantization with QUANT)
+              ppl       --model M.gguf --text FILE|wikitext2-test|wikitext2-validation|c4
+                        [--seqlen 2048] [--max-chunks N] [--bos|--no-bos] [--json] [--quiet] [QUANT]
                         perplexity over non-overlapping windows of --seqlen tokens (a plain FILE is read
-                        as UTF-8 as is; wikitext2-* are rebuilt from the data directory, which is
-                        -Dflatquant.data.dir or ./data)
+                        as UTF-8 as is; wikitext2-* and c4 are rebuilt from the data directory, which is
+                        -Dflatquant.data.dir or ./data; c4 is evaluated on its first 256 windows)
               generate  --model M.gguf --prompt TEXT [--max-tokens 128]
-                        [--temperature T] [--top-p P] [--top-k K] [--seed S]
+                        [--temperature T] [--top-p P] [--top-k K] [--seed S] [QUANT]
                         streams the continuation of TEXT to stdout (greedy unless --temperature > 0)
-              eval      --model M.gguf --tasks piqa,arc_easy,... [--limit N] [--json]
+              calibrate --model M.gguf --out A [--quant w4a4kv4] [--method flatquant|rotate|rtn]
+                        [--weights rtn|gptq] [--calib-text wikitext2-validation] [--epochs 15]
+                        [--samples 128] [--seqlen 2048] [--batch 4] [--lr 5e-3] [--seed 0] [--json]
+                        FlatQuant calibration into the artifact A (calibrate --help)
+              eval      --model M.gguf --tasks piqa,arc_easy,... [--limit N] [--json] [QUANT]
                         zero-shot accuracy scored as lm-evaluation-harness does (eval --help)
               serve     --model M.gguf [--port 8080]
                         an OpenAI-compatible HTTP service (serve --help)
 
+            QUANT: run a fake-quantized model instead of the full-precision one
+              --quant Q           w<bits>a<bits>[kv<bits>], e.g. w4a4kv4 (the default), w4a16, w8a8;
+                                  each width 2..8 or 16 (off)
+              --method M          rtn (the default), rotate, or flatquant (needs --artifact)
+              --artifact A        a calibration artifact of the model (from calibrate); --quant and
+                                  --method then default to the artifact's
+              --seed S            (ppl, eval, info) the rotations of --method rotate without --artifact;
+                                  generate calls it --quant-seed (its --seed is the sampler's)
+            --json output has "quant", "method", "weight_quantizer" and "artifact": null for a
+            full-precision model.
+
             options of every command:
               --threads N         CPU worker threads (0 = one per core, the default)
-              --device D          cpu (default), cuda or cuda:N
+              --device D          cpu (default), cuda or cuda:N; on a GPU, calibration and whole-sequence
+                                  evaluation (ppl, eval) run there, generation is refused
               -h, --help          this text
 
-            exit status: 0 success, 1 error, 2 malformed command line""";
+            exit status: 0 success, 1 error, 2 malformed command line, 130 cancelled (calibrate)""";
 
     private static final Set<String> COMMON = Set.of("--model", "--threads", "--device");
 
@@ -110,11 +122,14 @@ public final class Main {
                 case "info" -> m.info(args);
                 case "ppl" -> m.ppl(args);
                 case "generate" -> m.generate(args);
+                case "calibrate" -> new CalibrateCommand(out, err).run(args);
                 case "eval" -> new EvalCommand(out, err).run(args);
                 case "serve" -> { return ServeCommand.run(args, out, err); }
                 default -> throw new UsageException("unknown command '" + args[0] + "'");
             }
             return 0;
+        } catch (ExitException e) {
+            return e.status; // the command has reported it
         } catch (UsageException e) {
             err.println("error: " + e.getMessage());
             err.println(USAGE);
@@ -142,8 +157,12 @@ public final class Main {
     }
 
     private static Set<String> with(Set<String> base, String... more) {
+        return with(base, Set.of(more));
+    }
+
+    private static Set<String> with(Set<String> base, Set<String> more) {
         java.util.HashSet<String> s = new java.util.HashSet<>(base);
-        s.addAll(Set.of(more));
+        s.addAll(more);
         return s;
     }
 
@@ -182,13 +201,14 @@ public final class Main {
             out.println(USAGE);
             return;
         }
-        Args a = Args.parse("info", args, 1, COMMON, Set.of("--json"));
+        Args a = Args.parse("info", args, 1, with(COMMON, QuantFlags.options("--seed")), Set.of("--json"));
+        QuantFlags quant = QuantFlags.parse(a, "--seed");
         Path path = modelPath(a);
-        try (Engine engine = engine(a); Model model = Model.load(engine, path)) {
+        try (Engine engine = engine(a); Model model = quant.load(engine, path, null)) {
             ModelInfo i = model.info();
             String sha = model.fingerprint();
             if (a.has("--json")) {
-                out.println(new Json()
+                out.println(quant.describe(new Json()
                         .put("model", path.toString())
                         .put("sha256", sha)
                         .put("architecture", i.architecture())
@@ -214,7 +234,7 @@ public final class Main {
                         .put("add_bos", i.addBos())
                         .put("tied_embeddings", i.tiedEmbeddings())
                         .put("has_qkv_bias", i.hasQkvBias())
-                        .put("gguf_version", i.ggufVersion()));
+                        .put("gguf_version", i.ggufVersion()), i));
                 return;
             }
             out.printf("model           %s%n", path);
@@ -229,6 +249,9 @@ public final class Main {
             out.printf("context         %d tokens%n", i.contextLength());
             out.printf("tokenizer       %s (%s), %d tokens, bos %d, eos %d, add bos %s%n", i.tokenizerModel(),
                     i.tokenizerPre(), i.vocabSize(), i.bosId(), i.eosId(), i.addBos() ? "yes" : "no");
+            if (i.isQuantized()) {
+                out.printf("quantization    %s%n", quant.describe(i));
+            }
             out.printf("engine          %s%n", engine);
         }
     }
@@ -240,8 +263,8 @@ public final class Main {
             out.println(USAGE);
             return;
         }
-        Args a = Args.parse("ppl", args, 1, with(COMMON, "--text", "--seqlen", "--max-chunks"),
-                Set.of("--bos", "--no-bos", "--json", "--quiet"));
+        Args a = Args.parse("ppl", args, 1, with(with(COMMON, "--text", "--seqlen", "--max-chunks"),
+                QuantFlags.options("--seed")), Set.of("--bos", "--no-bos", "--json", "--quiet"));
         if (a.has("--bos") && a.has("--no-bos")) {
             throw new UsageException("--bos and --no-bos exclude each other");
         }
@@ -249,17 +272,23 @@ public final class Main {
         long maxChunks = a.longValue("--max-chunks", -1, 1, Long.MAX_VALUE);
         Bos bos = a.has("--bos") ? Bos.YES : a.has("--no-bos") ? Bos.NO : Bos.DEFAULT;
         String textArg = a.required("--text");
+        QuantFlags quant = QuantFlags.parse(a, "--seed");
         Path path = modelPath(a);
-        String text = readText(textArg);
+        Texts.Text t = Texts.forEvaluation(textArg);
+        String text = t.content();
+        if (t.maxChunks() > 0) {
+            // A benchmark's fixed window count (C4: 256) caps what --max-chunks asks for.
+            maxChunks = maxChunks < 0 ? t.maxChunks() : Math.min(maxChunks, t.maxChunks());
+        }
 
-        try (Engine engine = engine(a); Model model = Model.load(engine, path)) {
+        ProgressBar bar = a.has("--quiet") ? null : new ProgressBar(err);
+        try (Engine engine = engine(a); Model model = quant.load(engine, path, bar)) {
             int ctx = model.info().contextLength();
             if (seqlen > ctx) {
                 throw new CliException("--seqlen " + seqlen + " exceeds the model's context length of " + ctx
                         + " tokens; pass --seqlen " + ctx + " or less");
             }
             PerplexityOptions options = new PerplexityOptions(seqlen, bos, maxChunks, null);
-            ProgressBar bar = a.has("--quiet") ? null : new ProgressBar(err);
             PerplexityResult r;
             try {
                 r = model.perplexity(text, options, bar);
@@ -270,9 +299,10 @@ public final class Main {
             }
             String sha = sha256(text);
             if (a.has("--json")) {
-                out.println(new Json()
+                out.println(quant.describe(new Json()
                         .put("model", path.toString())
                         .put("text", textArg)
+                        .put("text_file", t.file().toString())
                         .put("text_sha256", sha)
                         .put("seqlen", seqlen)
                         .put("chunks", r.chunks())
@@ -281,49 +311,23 @@ public final class Main {
                         .put("bos", r.bos())
                         .put("nll", r.meanNll())
                         .put("nll_sum", r.nllSum())
-                        .put("ppl", r.perplexity())
+                        .put("ppl", r.perplexity()), model.info())
                         .put("seconds", r.seconds()));
                 return;
             }
             out.printf("model       %s%n", path);
-            out.printf("text        %s (%,d characters, sha256 %s)%n", textArg, text.length(), sha);
+            out.printf("quant       %s%n", quant.describe(model.info()));
+            out.printf("text        %s (%,d characters, sha256 %s)%n", textArg, text.codePointCount(0, text.length()),
+                    sha);
+            if (!t.name().equals(t.file().toString())) {
+                out.printf("text file   %s%n", t.file());
+            }
             out.printf("tokens      %,d (BOS %s)%n", r.tokens(), r.bos() ? "yes" : "no");
             out.printf("windows     %d of %d tokens, %,d tokens predicted%n", r.chunks(), seqlen, r.predicted());
             out.printf("nll         %.6f nats/token%n", r.meanNll());
             out.printf("perplexity  %.4f%n", r.perplexity());
             out.printf("time        %.2f s%n", r.seconds());
         }
-    }
-
-    private static String readText(String arg) {
-        Path dataDir = Path.of(System.getProperty("flatquant.data.dir", "data"));
-        String text;
-        switch (arg) {
-            case "wikitext2-test", "wikitext2-validation" -> {
-                try {
-                    text = arg.endsWith("test") ? WikiText.test(dataDir) : WikiText.validation(dataDir);
-                } catch (NotFoundException e) {
-                    throw new CliException(e.detail() + " (the data directory is -Dflatquant.data.dir, "
-                            + "by default ./data of the working directory)");
-                }
-            }
-            default -> {
-                Path p = Path.of(arg);
-                try {
-                    text = Files.readString(p, StandardCharsets.UTF_8);
-                } catch (NoSuchFileException e) {
-                    throw new CliException("text file not found: " + p);
-                } catch (CharacterCodingException e) {
-                    throw new CliException("text file is not valid UTF-8: " + p);
-                } catch (IOException e) {
-                    throw new CliException("cannot read text file " + p + ": " + e.getMessage());
-                }
-            }
-        }
-        if (text.isEmpty()) {
-            throw new CliException("the text is empty: " + arg);
-        }
-        return text;
     }
 
     static String sha256(String text) {
@@ -343,8 +347,10 @@ public final class Main {
             return;
         }
         Args a = Args.parse("generate", args, 1,
-                with(COMMON, "--prompt", "--max-tokens", "--temperature", "--top-p", "--top-k", "--seed"),
+                with(with(COMMON, "--prompt", "--max-tokens", "--temperature", "--top-p", "--top-k", "--seed"),
+                        QuantFlags.options("--quant-seed")),
                 Set.of());
+        QuantFlags quant = QuantFlags.parse(a, "--quant-seed");
         String prompt = a.required("--prompt");
         int maxTokens = a.intValue("--max-tokens", 128, 1, Integer.MAX_VALUE);
         double temperature = a.doubleValue("--temperature", 0);
@@ -361,7 +367,7 @@ public final class Main {
         GenerationOptions options = GenerationOptions.sampled(maxTokens, (float) temperature, (float) topP, topK,
                 seed);
         try (Engine engine = engine(a);
-             Model model = Model.load(engine, path);
+             Model model = quant.load(engine, path, null);
              Session session = model.newSession()) {
             int[] ids = model.tokenizer().encode(prompt, Bos.DEFAULT);
             long t0 = System.nanoTime();
@@ -374,6 +380,17 @@ public final class Main {
             out.println();
             err.printf("[%d tokens in %.2f s, %.1f tokens/s; stopped: %s]%n", r.tokens().length, seconds,
                     r.tokens().length / Math.max(seconds, 1e-9), r.stopReason().name().toLowerCase());
+        }
+    }
+
+    /** Ends a command that has printed its own message, with the given exit status. */
+    static final class ExitException extends RuntimeException {
+        private static final long serialVersionUID = 1L;
+        final int status;
+
+        ExitException(int status) {
+            super(null, null, false, false);
+            this.status = status;
         }
     }
 

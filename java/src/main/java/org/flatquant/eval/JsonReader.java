@@ -7,10 +7,10 @@ import java.util.Map;
 
 /**
  * A strict reader of one JSON value (RFC 8259), enough for the task files (one object per line) and the golden
- * files: objects become {@link LinkedHashMap}s, arrays {@link ArrayList}s, numbers {@link Long} when they are
+ * files and the C4 documents: objects become {@link LinkedHashMap}s, arrays {@link ArrayList}s, numbers {@link Long} when they are
  * integers without fraction or exponent and {@link Double} otherwise, and {@code null} becomes Java null.
  */
-final class JsonReader {
+public final class JsonReader {
     private final String s;
     private int pos;
 
@@ -23,7 +23,7 @@ final class JsonReader {
      *
      * @throws IllegalArgumentException for malformed JSON, with the offset
      */
-    static Object parse(String text) {
+    public static Object parse(String text) {
         JsonReader r = new JsonReader(text);
         r.skipSpace();
         Object v = r.value();
@@ -36,7 +36,7 @@ final class JsonReader {
 
     /** Parses a value that must be an object. */
     @SuppressWarnings("unchecked")
-    static Map<String, Object> parseObject(String text) {
+    public static Map<String, Object> parseObject(String text) {
         Object v = parse(text);
         if (!(v instanceof Map)) {
             throw new IllegalArgumentException("expected a JSON object");
