@@ -90,12 +90,14 @@ void validate(const QuantScheme &s) {
 }
 
 void validate(const CalibOptions &o) {
-    FQ_CHECK(o.nsamples >= 1 && o.nsamples <= (1 << 20), FQ_STATUS_INVALID_ARGUMENT, "nsamples %d must be >= 1",
-             o.nsamples);
-    FQ_CHECK(o.seqlen >= 2 && o.seqlen <= (1 << 20), FQ_STATUS_INVALID_ARGUMENT, "seqlen %d must be >= 2", o.seqlen);
+    FQ_CHECK(o.nsamples >= 1 && o.nsamples <= (1 << 20), FQ_STATUS_INVALID_ARGUMENT,
+             "nsamples %d must be between 1 and 1048576", o.nsamples);
+    FQ_CHECK(o.seqlen >= 2 && o.seqlen <= (1 << 20), FQ_STATUS_INVALID_ARGUMENT,
+             "seqlen %d must be between 2 and 1048576", o.seqlen);
     FQ_CHECK(o.batch >= 1 && o.batch <= o.nsamples, FQ_STATUS_INVALID_ARGUMENT,
              "batch %d must be between 1 and nsamples (%d)", o.batch, o.nsamples);
-    FQ_CHECK(o.epochs >= 0 && o.epochs <= 100000, FQ_STATUS_INVALID_ARGUMENT, "epochs %d must be >= 0", o.epochs);
+    FQ_CHECK(o.epochs >= 0 && o.epochs <= 100000, FQ_STATUS_INVALID_ARGUMENT,
+             "epochs %d must be between 0 and 100000", o.epochs);
     FQ_CHECK(std::isfinite(o.flat_lr) && o.flat_lr >= 0, FQ_STATUS_INVALID_ARGUMENT, "flat_lr %g must be >= 0",
              o.flat_lr);
     FQ_CHECK(o.diag_alpha >= 0 && o.diag_alpha <= 1, FQ_STATUS_INVALID_ARGUMENT, "diag_alpha %g must be in [0, 1]",
