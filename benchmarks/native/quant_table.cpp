@@ -193,7 +193,8 @@ int main(int argc, char **argv) {
                 // FlatQuant with GPTQ weights keeps the transforms of the FlatQuant row when there is one (the
                 // official pipeline: calibrate, then GPTQ on the same windows) instead of learning them again.
                 const std::string learned_artifact = o.out_dir + "/flatquant-" + bits + ".safetensors";
-                if (learned && gptq && calib_seconds.count("flatquant " + bits)) co.base_artifact = learned_artifact.c_str();
+                if (learned && gptq && calib_seconds.count("flatquant " + bits))
+                    co.base_artifact = learned_artifact.c_str();
                 fq_calibration_result cr;
                 fq_calibration_result_init(&cr);
                 std::fprintf(stderr, "calibrating %s -> %s\n", label.c_str(), artifact.c_str());
