@@ -136,9 +136,8 @@ double reference_ppl(const std::string &calib_text, const std::string &eval_text
     auto r = quant::calibrate(*model, pool, windows, scheme, c, Progress());
     auto qm = quant::build_quantized_model(*model, pool, r, windows, Progress());
     const auto ids = model->tokenizer->encode(eval_text, model->tokenizer->add_bos_default());
-    return perplexity(model->config, windows_forward_fn(model->config, quant::quantized_forward_fn(*qm, pool)), ids,
-                      128, 4, Progress())
-        .ppl;
+    const auto fwd = windows_forward_fn(model->config, quant::quantized_forward_fn(*qm, pool));
+    return perplexity(model->config, windows_score_fn(model->config, fwd), ids, 128, 4, Progress()).ppl;
 }
 
 TEST_F(QuantAbi, CalibratedArtifactReproducesTheInProcessPipeline) {

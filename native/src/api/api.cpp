@@ -318,22 +318,17 @@ FQ_API int32_t fq_model_loglikelihood(const fq_model *model, const int32_t *cont
                      "token id %d at index %lld is outside the vocabulary [0, %d)", seq[i], (long long)i,
                      m.config.n_vocab);
         // The last token is only predicted, never fed: positions n_context-1 .. n-2 predict the continuation.
-        const int64_t V = m.config.n_vocab;
+        std::vector<int32_t> targets(static_cast<size_t>(n - 1), -1);
+        for (int64_t pos = n_context - 1; pos < n - 1; ++pos) targets[static_cast<size_t>(pos)] = seq[pos + 1];
+        std::vector<double> nll(targets.size());
+        std::vector<int32_t> argmax(targets.size());
+        model->score(seq.data(), targets.data(), 1, n - 1, nll.data(), argmax.data());
         double sum = 0;
         bool greedy = true;
-        model->windows(seq.data(), 1, n - 1, [&](int64_t, int64_t row0, int64_t rows, const float *lg) {
-            for (int64_t r = 0; r < rows; ++r) {
-                const int64_t pos = row0 + r;
-                if (pos < n_context - 1) continue;
-                const float *row = lg + r * V;
-                const int32_t target = seq[pos + 1];
-                sum -= fq::token_nll(row, V, target);
-                int64_t best = 0;
-                for (int64_t j = 1; j < V; ++j)
-                    if (row[j] > row[best]) best = j;
-                greedy = greedy && best == target;
-            }
-        });
+        for (int64_t pos = n_context - 1; pos < n - 1; ++pos) {
+            sum -= nll[static_cast<size_t>(pos)];
+            greedy = greedy && argmax[static_cast<size_t>(pos)] == seq[pos + 1];
+        }
         *logprob = sum;
         if (is_greedy) *is_greedy = greedy ? 1 : 0;
     });
@@ -374,7 +369,7 @@ FQ_API int32_t fq_model_perplexity(const fq_model *model, const char *text, int6
         FQ_CHECK(o.seqlen >= 2 && o.seqlen <= m.config.n_ctx_train, FQ_STATUS_INVALID_ARGUMENT,
                  "seqlen %d is out of range: it must be between 2 and the model's context length %d", o.seqlen,
                  m.config.n_ctx_train);
-        fq::PerplexityResult pr = fq::perplexity(m.config, model->windows, ids, o.seqlen, o.max_chunks, progress,
+        fq::PerplexityResult pr = fq::perplexity(m.config, model->score, ids, o.seqlen, o.max_chunks, progress,
                                                  model->windows_per_call);
         fq_perplexity_result r;
         fq_perplexity_result_init(&r);

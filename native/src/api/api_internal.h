@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/threadpool.h"
+#include "eval/perplexity.h"
 #include "flatquant.h"
 #include "model/forward.h"
 #include "model/model.h"
@@ -36,7 +37,8 @@ struct fq_model {
     std::unique_ptr<fq::quant::QuantizedModel> quant;       // null for a full-precision model
     fq::ForwardFn forward;                                  // incremental forward (sessions), on the CPU threads
     fq::WindowsForwardFn windows;                           // whole-sequence forward (CPU or the runtime's GPU)
-    int64_t windows_per_call = 1;                           // perplexity windows per call of `windows`
+    fq::WindowsScoreFn score;                               // whole-sequence scoring (next to the logits on a GPU)
+    int64_t windows_per_call = 1;                           // perplexity windows per call of `score`
 #ifdef FQ_HAVE_CUDA
     std::unique_ptr<fq::cuda::WindowEvaluator> gpu;         // when rt->device is a CUDA device
 #endif

@@ -40,6 +40,8 @@ void attach_gpu(fq_model &m) {
     m.windows = [gpu](const int32_t *tokens, int64_t n_seq, int64_t seq_len, const fq::WindowLogitsSink &sink) {
         gpu->forward(tokens, n_seq, seq_len, sink);
     };
+    m.score = [gpu](const int32_t *tokens, const int32_t *targets, int64_t n_seq, int64_t seq_len, double *nll,
+                    int32_t *argmax) { gpu->score(tokens, targets, n_seq, seq_len, nll, argmax); };
     m.windows_per_call = std::max<int64_t>(1, gpu->preferred_batch(std::min(2048, m.model->config.n_ctx_train)));
 #else
     FQ_FAIL(FQ_STATUS_DEVICE_UNAVAILABLE, "CUDA device %d was asked for, but this library was built without the CUDA "
@@ -110,6 +112,7 @@ void attach_forwards(fq_model &m) {
         m.forward = fq::forward_fn(*m.model, *rt->pool);
     }
     m.windows = fq::windows_forward_fn(m.model->config, m.forward);
+    m.score = fq::windows_score_fn(m.model->config, m.windows);
     m.windows_per_call = 1;
     if (rt->device != FQ_DEVICE_CPU) attach_gpu(m);
 }
