@@ -1,4 +1,5 @@
-// The FlatQuant calibration pipeline on the CPU (spec section 6.2), one code path for the three methods:
+// The FlatQuant calibration pipeline (spec section 6.2), on the CPU threads or a CUDA GPU, one code path for the
+// three methods:
 //   rtn       no transforms (an empty transform set);
 //   rotate    fixed Haar-random orthogonal Kronecker factors for P_a, P_ug, P_d and random orthogonal P_h, P_v, P_k
 //             (QuaRot-like: random rotations flatten outliers, but they are not Hadamard matrices, so any width
