@@ -6,6 +6,12 @@
 //      registers -> INT8 staging in output order -> coalesced 8/16-byte stores (FP16 output stages in the token's
 //      own tile instead). Persistent blocks; the next token group arrives by cp.async into the second stage while
 //      this one computes.
+//   2. (this file) The same math with latency cut: the setup's global reads (P2^T fragments, P1, the first token
+//      group) are all in flight at once instead of three round trips in a row; every output of a multi-LAC call is
+//      quantized in one pass into its own staging area and stored after one barrier; several blocks per SM
+//      (KronTile::kMinBlocks), since Nsight Compute showed version 1 latency-bound at 8-12 warps per SM (2-3 warps
+//      per scheduler, under half of them eligible). Measured in a decoder layer:
+//      benchmarks/results/decoder_layer-h100.md.
 //
 // Shared memory rows are padded by 8 halves (16 bytes): the row stride in 16-byte units is then odd, so the eight
 // row addresses of every ldmatrix phase fall into different banks.
@@ -14,8 +20,8 @@
 // 2 (n1p n2p + n1p^2) strips bytes of ldmatrix traffic for n1p n2p (n1p + n2p) MACs: 8 MACs per byte, ~1000
 // MAC/clk/SM at 128 B/clk, about what mma.sync sustains there. 14336 = (112,128): 3.4 M MACs -> ~3400 clk per token
 // per SM, ~120 us for 8192 tokens on 132 SMs against ~80 us to read the 235 MB of input: the largest factors are
-// compute-bound by ~1.5x, (64,64) is memory-bound. The (128,160) shape (Qwen2.5-7B's FFN) has 10 warps and so at most
-// 168 registers; ptxas spills ~19 of them (to L1, outside the MMA loops' hot operands).
+// compute-bound by ~1.5x, (64,64) is memory-bound. In practice both run far from these bounds (issue latency, see
+// version 2).
 #include "cuda/kron_quant.h"
 
 #include <cuda_fp16.h>
@@ -45,7 +51,15 @@ template <int N1P, int N2P, bool HAS_P1, bool HAS_P2> struct KronTile {
     static_assert(HAS_P1 || HAS_P2, "at least one factor");
     static_assert(N1P <= N2P, "P1 is staged flat in a token tile (n1 * n1 <= N1P * kLdx)");
     static constexpr int kStrips = N2P / 16;                          // warps per token
-    static constexpr int kMaxTok = kStrips >= 12 ? 1 : 12 / kStrips;  // tokens per block, at most 12 warps
+    // Blocks per SM the launch bounds ask for (the kernel is latency-bound: Nsight Compute finds 2 warps per
+    // scheduler of the (96,128) shape waiting on dependent MMA/ALU chains). Up to 4 strips: four small blocks per SM
+    // (65536 / 4 / 128 = 128 registers each), whose barriers and store phases overlap each other's tensor-core work;
+    // one-factor shapes of 8 strips: three; two-factor shapes of 5-8 strips: two blocks of one token (128 registers
+    // for 8 warps: (96,128) fits without spills, (112,128) spills 16 bytes); wider ones keep one block.
+    static constexpr int kMinBlocks = kStrips <= 4 ? 4 : (!HAS_P1 || !HAS_P2) ? 3 : kStrips <= 8 ? 2 : 1;
+    static constexpr int kMaxTok = kMinBlocks == 4   ? 4 / kStrips
+                                   : kMinBlocks == 2 ? 1
+                                                     : (kStrips >= 12 ? 1 : 12 / kStrips);  // tokens per block
     static constexpr int kMaxWarps = kStrips * kMaxTok;
     static constexpr int kLdx = N2P + 8;  // token tile row stride, halves
     static constexpr int kLdp = N1P + 8;  // P1^T row stride, halves
@@ -57,11 +71,13 @@ template <int N1P, int N2P, bool HAS_P1, bool HAS_P2> struct KronTile {
     static constexpr size_t kRedBytes = (kMaxWarps * 2 * sizeof(float) + 15) / 16 * 16;
 
     // Layout: token tiles (stages, tokens_per_block, N1P, kLdx) halves | P1^T (N1P, kLdp) halves | strip max/min
-    // (kMaxWarps, 2) floats | quantized formats: INT8 staging (tokens_per_block, stage_stride) bytes.
-    static size_t smem_bytes(int tokens_per_block, int stages, size_t stage_stride) {
+    // (kMaxWarps, 2) floats | quantized formats: INT8 staging (outputs, tokens_per_block, stage_stride) bytes, passed
+    // here as staging bytes per token (outputs * stage_stride). P1 arrives
+    // flat ((n1, n1) halves, n1 <= N1P <= kLdx) in the last token stage before that stage's first use.
+    static size_t smem_bytes(int tokens_per_block, int stages, size_t staging_per_token) {
         return static_cast<size_t>(stages) * tokens_per_block * kTokenHalves * sizeof(__half) +
                (HAS_P1 ? static_cast<size_t>(N1P) * kLdp * sizeof(__half) : 0) + kRedBytes +
-               static_cast<size_t>(tokens_per_block) * stage_stride;
+               static_cast<size_t>(tokens_per_block) * staging_per_token;
     }
 };
 
@@ -238,9 +254,10 @@ __device__ void store_group(const KronParams &p, int o, const __half *tiles, con
 
 // grid: persistent, each block walks token groups tile = blockIdx.x, + gridDim.x, ...
 // block: kStrips * tokens_per_block warps; warp w owns strip (w % kStrips) of token (w / kStrips) of the group.
-// dynamic shared memory: Tile::smem_bytes(tokens_per_block, stages, stage_stride).
+// dynamic shared memory: Tile::smem_bytes(tokens_per_block, stages, n_outputs * stage_stride).
 template <int N1P, int N2P, bool HAS_P1, bool HAS_P2>
-__global__ void __launch_bounds__(KronTile<N1P, N2P, HAS_P1, HAS_P2>::kMaxWarps * 32, 1)
+__global__ void __launch_bounds__(KronTile<N1P, N2P, HAS_P1, HAS_P2>::kMaxWarps * 32,
+                                  KronTile<N1P, N2P, HAS_P1, HAS_P2>::kMinBlocks)
     kron_quant_kernel1(const KronParams p) {
     using Tile = KronTile<N1P, N2P, HAS_P1, HAS_P2>;
     extern __shared__ __align__(16) unsigned char smem[];
@@ -249,6 +266,7 @@ __global__ void __launch_bounds__(KronTile<N1P, N2P, HAS_P1, HAS_P2>::kMaxWarps 
     __half *p1t = xs + p.stages * group_halves;                  // (N1P, kLdp): P1^T, zero-padded
     float *red = reinterpret_cast<float *>(p1t + (HAS_P1 ? N1P * Tile::kLdp : 0));  // (warps, 2): strip max, min
     unsigned char *staged = reinterpret_cast<unsigned char *>(red) + Tile::kRedBytes;  // (tokens_per_block, stride)
+    __half *p1flat = xs + (p.stages - 1) * group_halves;        // (n1, n1): P1 as loaded, in the last stage
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, c = lane & 3;
@@ -261,31 +279,10 @@ __global__ void __launch_bounds__(KronTile<N1P, N2P, HAS_P1, HAS_P2>::kMaxWarps 
     const int n1 = p.n1, n2 = p.n2;
     const __half zero = __float2half_rn(0.0f);
 
-    if constexpr (HAS_P1) {
-        // P1 arrives flat by cp.async in the first token tile (it fits: n1 <= N1P and n1 <= N2P + 8), so the global
-        // latency is paid once, not once per element as a load-then-store loop would; then it is transposed into
-        // place and the tile is zeroed below.
-        const int n1sq = n1 * n1, chunk = p.p1_chunk_bytes / 2;
-        for (int k = threadIdx.x * chunk; k < n1sq; k += blockDim.x * chunk) {
-            if (chunk > 1) {
-                cp_async(xs + k, p.p1 + k, p.p1_chunk_bytes);
-            } else {
-                xs[k] = p.p1[k];
-            }
-        }
-        cp_async_commit();
-        cp_async_wait_all();
-        __syncthreads();
-        for (int k = threadIdx.x; k < N1P * N1P; k += blockDim.x) {
-            const int i = k / N1P, ip = k - i * N1P;  // consecutive threads write consecutive P1^T elements
-            p1t[i * Tile::kLdp + ip] = (i < n1 && ip < n1) ? xs[ip * n1 + i] : zero;
-        }
-        __syncthreads();  // the flat copy is read before the zeroing below overwrites it
-    }
-    // Zero every token tile once: loads and staging write only the n1 x n2 region, so the padding stays zero and
-    // contributes exact zeros to both products and to the max/min (which are taken against 0 anyway).
-    for (size_t k = threadIdx.x; k < p.stages * group_halves / 8; k += blockDim.x)
-        reinterpret_cast<uint4 *>(xs)[k] = make_uint4(0, 0, 0, 0);
+    // Prologue: every global read of the setup is in flight at once (a decode-sized call is one token per block, and
+    // three dependent round trips to memory were most of its time): the P2^T fragments (plain loads into registers),
+    // P1 by cp.async into the last token stage (group 1) and, with two stages, the first token group into stage 0
+    // (group 2). With one stage P1 must be out of the way first.
     // A fragments of this warp's strip of P2^T (rows j = j0 + g (+8), columns j'), for the whole kernel.
     uint32_t a2[HAS_P2 ? Tile::kKs1 : 1][4];
     if constexpr (HAS_P2) {
@@ -300,14 +297,61 @@ __global__ void __launch_bounds__(KronTile<N1P, N2P, HAS_P1, HAS_P2>::kMaxWarps 
                             (static_cast<uint32_t>(__half_as_ushort(hi)) << 16);
             }
     }
-    __syncthreads();  // the zeros land before any cp.async into the tiles
-
+    if constexpr (HAS_P1) {
+        const int n1sq = n1 * n1, chunk = p.p1_chunk_bytes / 2;
+        for (int k = threadIdx.x * chunk; k < n1sq; k += blockDim.x * chunk) {
+            if (chunk > 1) {
+                cp_async(p1flat + k, p.p1 + k, p.p1_chunk_bytes);
+            } else {
+                p1flat[k] = p.p1[k];
+            }
+        }
+    }
+    cp_async_commit();
+    // Zeroes the padding of token stage `st` (rows >= n1, columns n2 .. N2P): loads and staging write only the n1 x n2
+    // region, so the padding stays zero and contributes exact zeros to both products and to the max/min (which are
+    // taken against 0 anyway). It may run while asynchronous copies fill the n1 x n2 region.
+    const auto zero_padding = [&](int st) {
+        if (n1 == N1P && n2 == N2P) return;
+        const int per_tile = N1P * N2P;
+        __half *base = xs + st * group_halves;
+        for (int k = threadIdx.x; k < p.tokens_per_block * per_tile; k += blockDim.x) {
+            const int t = k / per_tile, e = k - t * per_tile, i = e / N2P, j = e - i * N2P;
+            if (i >= n1 || j >= n2) base[t * Tile::kTokenHalves + i * Tile::kLdx + j] = zero;
+        }
+    };
+    // P1 (flat, in the last stage) -> P1^T (zero-padded); then that stage's padding.
+    const auto place_p1 = [&]() {
+        if constexpr (HAS_P1) {
+            for (int k = threadIdx.x; k < N1P * N1P; k += blockDim.x) {
+                const int i = k / N1P, ip = k - i * N1P;  // consecutive threads write consecutive P1^T elements
+                p1t[i * Tile::kLdp + ip] = (i < n1 && ip < n1) ? p1flat[ip * n1 + i] : zero;
+            }
+            __syncthreads();  // the flat copy is read before the zeroing overwrites it
+        }
+        zero_padding(p.stages - 1);
+    };
     int stage = 0;
     int64_t tile = blockIdx.x;
-    if (tile < p.n_tiles) {
-        load_group<Tile>(xs, p, tile);
+    if (p.stages == 2) {
+        if (tile < p.n_tiles) load_group<Tile>(xs, p, tile);
+        cp_async_commit();
+        zero_padding(0);
+        if constexpr (HAS_P1) {
+            asm volatile("cp.async.wait_group 1;\n" ::: "memory");  // P1 has arrived (tokens may be in flight)
+            __syncthreads();
+        }
+        place_p1();
+    } else {
+        cp_async_wait_all();
+        __syncthreads();
+        place_p1();
+        __syncthreads();  // the zeros land before the token copies into the same tile
+        if (tile < p.n_tiles) load_group<Tile>(xs, p, tile);
         cp_async_commit();
     }
+    // The loop's first barrier orders the transposition and the zeroing before any read of them.
+
     for (; tile < p.n_tiles; tile += gridDim.x) {
         cp_async_wait_all();
         __syncthreads();  // this group visible; every thread is past the previous group's stores
@@ -400,10 +444,11 @@ __global__ void __launch_bounds__(KronTile<N1P, N2P, HAS_P1, HAS_P2>::kMaxWarps 
                 row_min = fminf(row_min, red[2 * (tok_in_group * Tile::kStrips + s) + 1]);
             }
         }
-        unsigned char *my_staged = staged + tok_in_group * p.stage_stride;
-        for (int o = 0; o < p.n_outputs; ++o) {
-            if (o > 0) __syncthreads();  // the previous output's stores have read the staging area
-            if (quantized) {
+        // Every output is quantized from registers into its own staging area, then all are stored after one
+        // barrier (a round of barrier - quantize - barrier - store per output cost most of a decode-sized call).
+        if (quantized) {
+            for (int o = 0; o < p.n_outputs; ++o) {
+                unsigned char *my_staged = staged + (o * p.tokens_per_block + tok_in_group) * p.stage_stride;
                 // The twin's formula in the same FP32 operations (IEEE division, no fast math); only Y * (1/s)
                 // instead of Y / s differs, by at most one rounding of the pre-rounding value.
                 const float xmax = __fmul_rn(row_max, p.clip_max[o]), xmin = __fmul_rn(row_min, p.clip_min[o]);
@@ -419,18 +464,20 @@ __global__ void __launch_bounds__(KronTile<N1P, N2P, HAS_P1, HAS_P2>::kMaxWarps 
                         const int q = min(max(__float2int_rn(__fmul_rn(y[nt][r], rs)), -8), 7);
                         if (i < n1 && j < n2) my_staged[i * n2 + j] = static_cast<unsigned char>(q);
                     }
-            } else {
-#pragma unroll
-                for (int nt = 0; nt < Tile::kNt; ++nt)
-#pragma unroll
-                    for (int r = 0; r < 4; ++r) {
-                        const int i = nt * 8 + 2 * c + (r & 1), j = j0 + g + (r >> 1) * 8;
-                        if (i < n1 && j < n2) xt[i * Tile::kLdx + j] = __float2half_rn(y[nt][r]);
-                    }
             }
-            __syncthreads();
-            store_group<Tile>(p, o, xs + stage * group_halves, staged, tok0, n_tok);
+        } else {
+#pragma unroll
+            for (int nt = 0; nt < Tile::kNt; ++nt)
+#pragma unroll
+                for (int r = 0; r < 4; ++r) {
+                    const int i = nt * 8 + 2 * c + (r & 1), j = j0 + g + (r >> 1) * 8;
+                    if (i < n1 && j < n2) xt[i * Tile::kLdx + j] = __float2half_rn(y[nt][r]);
+                }
         }
+        __syncthreads();
+        for (int o = 0; o < p.n_outputs; ++o)
+            store_group<Tile>(p, o, xs + stage * group_halves, staged + o * p.tokens_per_block * p.stage_stride, tok0,
+                              n_tok);
         if (p.stages == 2) {
             stage ^= 1;
         } else if (next < p.n_tiles) {
@@ -531,18 +578,19 @@ KronQuantPlan run_shape(const KronQuantArgs &a, const Stream *stream) {
     int stages = g_force_stages.load() == 1 ? 1 : 2;
     const int64_t n = static_cast<int64_t>(a.n1) * a.n2;
     const size_t stage_stride = a.format == KronOutFormat::kF16 ? 0 : static_cast<size_t>((n + 15) / 16 * 16);
+    const size_t staging_per_token = stage_stride * static_cast<size_t>(a.n_outputs);
     const auto fits = [&](int64_t t, int s) {
-        return Tile::smem_bytes(static_cast<int>(t), s, stage_stride) <= static_cast<size_t>(dev.smem_optin_bytes);
+        return Tile::smem_bytes(static_cast<int>(t), s, staging_per_token) <= static_cast<size_t>(dev.smem_optin_bytes);
     };
     if (!fits(tpb, stages) && g_force_stages.load() == 0) stages = 1;
     while (tpb > 1 && !fits(tpb, stages)) --tpb;
     FQ_CHECK(fits(tpb, stages), FQ_STATUS_UNSUPPORTED,
              "kron_quant: shape (%d, %d) needs %zu bytes of shared memory, the device allows %d", a.n1, a.n2,
-             Tile::smem_bytes(static_cast<int>(tpb), stages, stage_stride), dev.smem_optin_bytes);
+             Tile::smem_bytes(static_cast<int>(tpb), stages, staging_per_token), dev.smem_optin_bytes);
     plan.tokens_per_block = static_cast<int>(tpb);
     plan.stages = stages;
     plan.block_threads = Tile::kStrips * plan.tokens_per_block * 32;
-    plan.smem_bytes = Tile::smem_bytes(plan.tokens_per_block, stages, stage_stride);
+    plan.smem_bytes = Tile::smem_bytes(plan.tokens_per_block, stages, staging_per_token);
     const int per_sm = blocks_per_sm(reinterpret_cast<const void *>(kernel), dev, plan.block_threads, plan.smem_bytes);
     FQ_CHECK(per_sm >= 1, FQ_STATUS_UNSUPPORTED, "kron_quant: shape (%d, %d) cannot run on this device", a.n1, a.n2);
     const int64_t n_tiles = (a.tokens + tpb - 1) / tpb;
