@@ -14,10 +14,13 @@
 // breaks nearly every row. The quantizers themselves are checked bit for bit against fake_quant.h on their own
 // (ties included), and the per-token step between the q/k/v products and attention against the CPU ops.
 //
+// score() computes per-row NLL and argmax on the device: against token_nll and the CPU's argmax on the very logits
+// forward() returns (the same kernels on the same rows, so identical logits), the NLLs agree to double rounding.
+//
 // Skipped without a CUDA device. Also: several sequences per call, odd lengths across attention tile edges,
-// one-token sequences, refused ids and lengths, serialized calls from two threads, and timing prints (stories260K
-// and a SmolLM2-135M-shaped random model; FQ_SKIP_SLOW skips the latter; FQ_BENCH_WINEVAL=1 adds a per-step
-// breakdown at that shape).
+// one-token sequences, refused ids, targets and lengths, serialized calls from two threads, and timing prints
+// (stories260K and a SmolLM2-135M-shaped random model with forward and perplexity-style score calls; FQ_SKIP_SLOW
+// skips the latter; FQ_BENCH_WINEVAL=1 adds a per-step breakdown at that shape).
 #ifdef FQ_HAVE_CUDA
 
 #include <gtest/gtest.h>
@@ -58,6 +61,9 @@ namespace {
 constexpr double kTight = 1e-4;        // FP32 agreement, relative to the logit scale
 constexpr double kMinTightRows = 0.5;  // quantized runs: rows within kTight, over all of a model's runs
 constexpr double kMaxPplRel = 2e-2;    // quantized runs: perplexity over all of a model's runs
+// score() against token_nll on identical logits: only the order of the double sum of exponentials differs
+// (~n_vocab * 2^-53 relative), and exp itself (within an ulp on both sides).
+constexpr double kNllTol = 1e-10;
 
 std::vector<int32_t> random_tokens(int64_t n, int vocab, uint64_t seed) {
     std::mt19937_64 g(seed);
@@ -437,6 +443,142 @@ TEST_F(CudaWindowEvaluator, QkvStepMatchesTheCpuOps) {
     }
 }
 
+// ---- scoring on the device ------------------------------------------------------------------------------------------
+
+// Targets of perplexity-style windows: each row's next token, none (-1) for the last row and for every 7th row.
+std::vector<int32_t> next_token_targets(const std::vector<int32_t> &tok, int64_t n_seq, int64_t seq_len) {
+    std::vector<int32_t> t(tok.size(), -1);
+    for (int64_t s = 0; s < n_seq; s++)
+        for (int64_t r = 0; r + 1 < seq_len; r++)
+            if ((s * seq_len + r) % 7 != 3) t[static_cast<size_t>(s * seq_len + r)] = tok[size_t(s * seq_len + r + 1)];
+    return t;
+}
+
+// The CPU's scoring (windows_score_fn's loop) of logits [rows][V] against device results nll / argmax; returns the
+// largest |difference| relative to max(1, |nll|) and counts argmax mismatches.
+double check_scores(const std::vector<float> &logits, int64_t V, const std::vector<int32_t> &targets,
+                    const std::vector<double> &nll, const std::vector<int32_t> *argmax, int64_t *argmax_diff) {
+    double worst = 0;
+    *argmax_diff = 0;
+    for (size_t r = 0; r < targets.size(); r++) {
+        const float *row = logits.data() + r * V;
+        const int32_t t = targets[r];
+        if (t < 0) {
+            EXPECT_EQ(nll[r], 0.0) << "row " << r;
+        } else {
+            const double ref = token_nll(row, V, t);
+            const double d = ref == nll[r] ? 0.0 : std::fabs(ref - nll[r]) / std::max(1.0, std::fabs(ref));
+            worst = std::max(worst, std::isnan(d) ? 1e30 : d);
+        }
+        if (argmax) {
+            int64_t best = 0;
+            for (int64_t j = 1; j < V; ++j)
+                if (row[j] > row[best]) best = j;
+            *argmax_diff += (*argmax)[r] != best;
+        }
+    }
+    return worst;
+}
+
+// The scorer on logits given to it: random rows at the SmolLM2 vocabulary and at odd widths, a maximum repeated at
+// three ids (the lowest must win), a row of equal values, a row of -inf but one id, and magnitudes of 1e4.
+TEST_F(CudaWindowEvaluator, ScoreRowsMatchesTokenNllAndTheLowestArgmax) {
+    for (int64_t V : {int64_t{49152}, int64_t{1001}, int64_t{7}}) {
+        const int64_t rows = 37;
+        std::mt19937_64 g(V);
+        std::vector<float> lg = test::tiny_randn(g, static_cast<size_t>(rows * V), 4.0);
+        auto row = [&](int64_t r) { return lg.data() + r * V; };
+        for (int64_t j : {int64_t{1}, V / 2, V - 1}) row(1)[j] = 30.0f;
+        std::fill(row(2), row(2) + V, 0.25f);
+        std::fill(row(3), row(3) + V, -INFINITY);
+        row(3)[V / 2] = 1.0f;
+        for (int64_t j = 0; j < V; j++) row(4)[j] *= 2500.0f;
+        std::vector<int32_t> targets(static_cast<size_t>(rows));
+        for (int64_t r = 0; r < rows; r++) targets[size_t(r)] = r % 5 == 4 ? -1 : static_cast<int32_t>(g() % V);
+        targets[3] = static_cast<int32_t>(V / 2);
+        const auto d_lg = to_device(lg, stream_), d_t = to_device(targets, stream_);
+        cuda::DeviceBuffer d_nll(rows * sizeof(double)), d_arg(rows * sizeof(int32_t));
+        cuda::wineval::score_rows(d_lg.as<float>(), rows, V, d_t.as<int32_t>(), d_nll.as<double>(),
+                                  d_arg.as<int32_t>(), stream_.handle());
+        std::vector<double> nll(static_cast<size_t>(rows));
+        std::vector<int32_t> arg(static_cast<size_t>(rows));
+        d_nll.download(nll.data(), nll.size() * sizeof(double), stream_);
+        d_arg.download(arg.data(), arg.size() * sizeof(int32_t), stream_);
+        int64_t arg_diff = 0;
+        EXPECT_LE(check_scores(lg, V, targets, nll, &arg, &arg_diff), kNllTol) << "V " << V;
+        EXPECT_EQ(arg_diff, 0) << "V " << V;
+        EXPECT_EQ(arg[1], 1) << "V " << V;
+        EXPECT_EQ(arg[2], 0) << "V " << V;
+        EXPECT_EQ(arg[3], V / 2) << "V " << V;
+        EXPECT_EQ(nll[3], 0.0) << "V " << V;
+    }
+}
+
+// score() against the CPU's scoring of forward()'s logits for the same windows: several groups of sequences and
+// logits blocks per call, rows without a target, argmax omitted or not.
+TEST_F(CudaWindowEvaluator, ScoreMatchesTheCpuScoringOfForwardLogits) {
+    auto tiny = test::make_tiny_llama({}, 21, ::testing::TempDir() + "fq_wineval_score.bin");
+    auto st = test::file_exists(test::stories_path()) ? load_gguf_model(test::stories_path(), {}) : nullptr;
+    for (const Model *m : {tiny.get(), st.get()}) {
+        if (!m) continue;
+        const char *label = m == tiny.get() ? "tiny" : "stories260K";
+        const int64_t L = m->config.n_ctx_train, V = m->config.n_vocab;
+        for (const Case &cs : {Case{"flatquant", "w4a4kv4"}, Case{"rtn", "w16a16"}}) {
+            auto qm = build(*m, pool, cs, 16);
+            auto ev = cuda::make_window_evaluator(*qm, 0);
+            for (const auto &[n_seq, seq_len] : Shapes{{2 * 8192 / L + 3, L}, {3, 37}, {1, 1}}) {
+                const auto tok = random_tokens(n_seq * seq_len, static_cast<int>(V), 31);
+                const auto targets = next_token_targets(tok, n_seq, seq_len);
+                std::vector<double> nll(tok.size(), -1.0), nll2(tok.size(), -1.0);
+                std::vector<int32_t> arg(tok.size(), -1);
+                ev->score(tok.data(), targets.data(), n_seq, seq_len, nll.data(), arg.data());
+                ev->score(tok.data(), targets.data(), n_seq, seq_len, nll2.data(), nullptr);
+                const auto logits = gpu_logits(*ev, m->config, tok, n_seq, seq_len);
+                int64_t arg_diff = 0;
+                const double worst = check_scores(logits, V, targets, nll, &arg, &arg_diff);
+                std::printf("score %s %s %s %lld x %lld: max |nll - token_nll| / max(1, nll) %.2e\n", label,
+                            cs.method, cs.bits, (long long)n_seq, (long long)seq_len, worst);
+                EXPECT_LE(worst, kNllTol) << label;
+                EXPECT_EQ(arg_diff, 0) << label;
+                EXPECT_EQ(nll2, nll) << label;
+            }
+        }
+    }
+}
+
+TEST_F(CudaWindowEvaluator, ScoreRefusesTargetsOutsideTheVocabulary) {
+    auto m = test::make_tiny_llama({}, 3, ::testing::TempDir() + "fq_wineval_score_err.bin");
+    auto qm = build(*m, pool, {"rtn", "w4a4kv4"}, 16);
+    auto ev = cuda::make_window_evaluator(*qm, 0);
+    const int64_t V = m->config.n_vocab;
+    auto tok = random_tokens(2 * 10, static_cast<int>(V), 1);
+    auto targets = next_token_targets(tok, 2, 10);
+    std::vector<double> nll(tok.size());
+    auto status_of = [&](std::string *msg) {
+        try {
+            ev->score(tok.data(), targets.data(), 2, 10, nll.data(), nullptr);
+        } catch (const Error &e) {
+            if (msg) *msg = e.what();
+            return e.status();
+        }
+        return (int32_t)FQ_STATUS_OK;
+    };
+    std::string msg;
+    targets[13] = static_cast<int32_t>(V);
+    EXPECT_EQ(status_of(&msg), FQ_STATUS_INVALID_ARGUMENT);
+    EXPECT_NE(msg.find("target id 40 at row 13"), std::string::npos) << msg;
+    targets[13] = -2;
+    EXPECT_EQ(status_of(nullptr), FQ_STATUS_INVALID_ARGUMENT);
+    targets[13] = -1;
+    tok[4] = -1;
+    EXPECT_EQ(status_of(nullptr), FQ_STATUS_INVALID_ARGUMENT);
+    tok[4] = 0;
+    EXPECT_EQ(status_of(nullptr), FQ_STATUS_OK);  // still usable
+    EXPECT_EQ(nll[13], 0.0);
+}
+
+// ---- refusals, threads, timing ----------------------------------------------------------------------------------
+
 TEST_F(CudaWindowEvaluator, RefusesBadIdsAndLengths) {
     auto m = test::make_tiny_llama({}, 3, ::testing::TempDir() + "fq_wineval_err.bin");
     auto qm = build(*m, pool, {"rtn", "w4a4kv4"}, 16);
@@ -547,6 +689,35 @@ TEST_F(CudaWindowEvaluator, TimingSmolLM2ShapedRandomModel) {
                 tokens_per_second(*ev, m->config, 8, 2048));
     std::printf("SmolLM2-shaped w4a4kv4 flatquant-like: 1 x 128 tokens per call: %.0f tokens/s\n",
                 tokens_per_second(*ev, m->config, 1, 128));
+    // Perplexity-style calls (8 x 2048 next-token targets): score() on the device, and the host scoring of
+    // forward()'s logits (windows_score_fn on the calling thread, what score() did before), which also checks
+    // score() at this vocabulary.
+    const int64_t n_seq = 8, L = 2048, V = d.n_vocab;
+    const auto tok = random_tokens(n_seq * L, d.n_vocab, 9);
+    const auto targets = next_token_targets(tok, n_seq, L);
+    std::vector<double> nll(tok.size()), nll_host(tok.size());
+    std::vector<int32_t> arg(tok.size()), arg_host(tok.size());
+    auto seconds = [](const std::function<void()> &fn) {
+        const auto t0 = std::chrono::steady_clock::now();
+        fn();
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    };
+    ev->score(tok.data(), targets.data(), n_seq, L, nll.data(), arg.data());  // warm-up
+    const double t_dev =
+        seconds([&] { ev->score(tok.data(), targets.data(), n_seq, L, nll.data(), arg.data()); });
+    const WindowsScoreFn host = windows_score_fn(m->config, [&](const int32_t *t, int64_t ns, int64_t len,
+                                                                const WindowLogitsSink &sink) {
+        ev->forward(t, ns, len, sink);
+    });
+    const double t_host =
+        seconds([&] { host(tok.data(), targets.data(), n_seq, L, nll_host.data(), arg_host.data()); });
+    std::printf("SmolLM2-shaped w4a4kv4 flatquant-like: score 8 x 2048: %.3f s on the device (%.0f tokens/s), "
+                "%.3f s scored on the host from forward()\n", t_dev, n_seq * L / t_dev, t_host);
+    double worst = 0;
+    for (size_t i = 0; i < nll.size(); i++)
+        worst = std::max(worst, std::fabs(nll[i] - nll_host[i]) / std::max(1.0, std::fabs(nll_host[i])));
+    EXPECT_LE(worst, kNllTol) << "V " << V;
+    EXPECT_EQ(arg, arg_host);
 }
 
 // Opt-in (FQ_BENCH_WINEVAL=1): the steps of one forward at the SmolLM2-135M shape, 8 x 2048 tokens, each timed alone

@@ -243,7 +243,7 @@ FQ_API int32_t fq_calibrate(const fq_model *model, const char *text, int64_t tex
         }
         if (scheme.weights == q::WeightQuantizer::Gptq) {
             // GPTQ's codes depend on the data: computed now and stored in r (the model view itself is not kept).
-            q::build_quantized_model(m, *model->rt->pool, r, windows, progress);
+            q::build_quantized_model(m, *model->rt->pool, r, windows, progress, model->rt->device);
         }
         q::save_artifact(out_path, r, progress);
 

@@ -24,7 +24,11 @@ class WindowEvaluator {
     // (host memory, n_vocab floats per row). Throws INVALID_ARGUMENT (ids out of range, seq_len above the context),
     // DEVICE_OUT_OF_MEMORY, CUDA. Calls from several threads are serialized.
     virtual void forward(const int32_t *tokens, int64_t n_seq, int64_t seq_len, const WindowLogitsSink &sink) = 0;
-    // fq::WindowsScoreFn's contract (eval/perplexity.h): per-row NLL of the targets and argmax.
+    // fq::WindowsScoreFn's contract (eval/perplexity.h): per-row NLL of the targets and argmax, computed on the
+    // device next to the logits (token_nll's arithmetic: the exponentials and their sum in double, so the NLLs agree
+    // with token_nll on the same logits but for the order of that sum, ~1e-15 relative); only nll and argmax come
+    // back. nll [n_seq][seq_len], argmax [n_seq][seq_len] or nullptr. Throws INVALID_ARGUMENT also for a target
+    // outside [-1, n_vocab).
     virtual void score(const int32_t *tokens, const int32_t *targets, int64_t n_seq, int64_t seq_len, double *nll,
                        int32_t *argmax) = 0;
     // How many windows of seq_len tokens one forward call should get for the GPU to be busy (at least 1).

@@ -72,4 +72,11 @@ constexpr int kMaxHeadDim = 128;
 void attention(float *out, const float *q, const float *k, const float *v, int64_t n_seq, int64_t seq_len, int n_head,
                int n_head_kv, int head_dim, float scale, void *stream);
 
+// Scores rows of logits [rows][n_vocab] as token_nll and windows_score_fn (eval/perplexity.cpp) do, in double:
+// nll[r] = log(sum_j exp(x_j - m)) + m - x_target with m the row maximum and the exponentials and their sum in
+// double (0 where targets[r] < 0), argmax[r] (when argmax is not nullptr) = the lowest id among the largest values.
+// targets [rows] (each -1 or in [0, n_vocab), already checked), nll [rows], argmax [rows].
+void score_rows(const float *logits, int64_t rows, int64_t n_vocab, const int32_t *targets, double *nll,
+                int32_t *argmax, void *stream);
+
 }  // namespace fq::cuda::wineval

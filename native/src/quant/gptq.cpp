@@ -7,6 +7,10 @@
 #include "core/threadpool.h"
 #include "quant/fast_ops.h"
 
+#ifdef FQ_HAVE_CUDA
+#include "cuda/gptq_gpu.h"
+#endif
+
 namespace fq::quant {
 
 HessianAccumulator::HessianAccumulator(int64_t in_features)
@@ -156,7 +160,7 @@ void gptq_quantize(float *w, int64_t out, int64_t in, const std::vector<double> 
 }
 
 void gptq_model(QuantizedModel &qm, ThreadPool &pool, const std::vector<int32_t> &windows, const CalibOptions &o,
-                CalibrationResult &r, const Progress &progress) {
+                CalibrationResult &r, const Progress &progress, int device) {
     const Model &model = *qm.base;
     const ModelConfig &c = model.config;
     const int bits = qm.scheme.bits.w;
@@ -169,6 +173,14 @@ void gptq_model(QuantizedModel &qm, ThreadPool &pool, const std::vector<int32_t>
     for (int64_t i = 0; i < n * L; i++) {
         FQ_CHECK(windows[i] >= 0 && windows[i] < c.n_vocab, FQ_STATUS_INVALID_ARGUMENT,
                  "calibration token %d at index %lld is outside the vocabulary", windows[i], (long long)i);
+    }
+    if (device >= 0) {
+#ifdef FQ_HAVE_CUDA
+        cuda::gptq_model_gpu(qm, pool, windows, o, r, progress, device);
+        return;
+#else
+        FQ_FAIL(FQ_STATUS_UNSUPPORTED, "GPTQ on CUDA device %d is not available in this build", device);
+#endif
     }
     std::vector<float> inps(static_cast<size_t>(n * L * E)), outs(inps.size()), x(static_cast<size_t>(L * E));
     std::vector<float> kc(static_cast<size_t>(L * KV)), vc(kc.size());

@@ -45,8 +45,10 @@ void gptq_quantize(float *w, int64_t out, int64_t in, const std::vector<double> 
 // Sequential GPTQ of every layer of a reparameterized (not yet weight-quantized) model over the calibration
 // windows [nsamples][seqlen]: groups [k, v, q], [o], [up, gate], [down] in that order, each group's Hessians taken
 // with the earlier groups already quantized; each layer's quantized outputs feed the next. Stores the codes in
-// r.gptq. Progress stage "gptq" (one step per layer); cancellable.
+// r.gptq. Progress stage "gptq" (one step per layer); cancellable. device: a CUDA device ordinal on which the layer
+// forwards and the Hessians run (cuda/gptq_gpu.h; builds with FQ_HAVE_CUDA, UNSUPPORTED otherwise), or -1 for the
+// CPU.
 void gptq_model(QuantizedModel &qm, ThreadPool &pool, const std::vector<int32_t> &windows, const CalibOptions &o,
-                CalibrationResult &r, const Progress &progress);
+                CalibrationResult &r, const Progress &progress, int device = -1);
 
 }  // namespace fq::quant

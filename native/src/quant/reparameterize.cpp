@@ -157,14 +157,15 @@ void apply_gptq_codes(QuantizedModel &qm, const CalibrationResult &r) {
 }
 
 std::unique_ptr<QuantizedModel> build_quantized_model(const Model &model, ThreadPool &pool, CalibrationResult &r,
-                                                      const std::vector<int32_t> &windows, const Progress &progress) {
+                                                      const std::vector<int32_t> &windows, const Progress &progress,
+                                                      int device) {
     auto qm = reparameterize(model, r, pool);
     if (r.scheme.bits.w >= 16 || r.scheme.weights == WeightQuantizer::Rtn) {
         quantize_weights_rtn(*qm);
     } else if (!r.gptq.empty()) {
         apply_gptq_codes(*qm, r);
     } else {
-        gptq_model(*qm, pool, windows, r.options, r, progress);
+        gptq_model(*qm, pool, windows, r.options, r, progress, device);
     }
     return qm;
 }

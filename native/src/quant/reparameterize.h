@@ -36,8 +36,9 @@ void apply_gptq_codes(QuantizedModel &qm, const CalibrationResult &r);
 
 // The whole post-calibration pipeline: reparameterize, then RTN, stored GPTQ codes, or (GPTQ without codes) GPTQ
 // on the calibration windows [nsamples][seqlen], whose codes are then stored in r. windows may be empty unless GPTQ
-// has to run (INVALID_ARGUMENT otherwise).
+// has to run (INVALID_ARGUMENT otherwise). device: where GPTQ runs its forwards and Hessians (gptq_model), -1 the CPU.
 std::unique_ptr<QuantizedModel> build_quantized_model(const Model &model, ThreadPool &pool, CalibrationResult &r,
-                                                      const std::vector<int32_t> &windows, const Progress &progress);
+                                                      const std::vector<int32_t> &windows, const Progress &progress,
+                                                      int device = -1);
 
 }  // namespace fq::quant
