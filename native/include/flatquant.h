@@ -300,7 +300,7 @@ typedef struct fq_calibration_options {
 
 typedef struct fq_calibration_result {
     uint32_t struct_size;
-    int32_t on_gpu;           /* 1 when the layers were calibrated on the runtime's CUDA device              */
+    int32_t on_gpu;           /* 1 when the work (training, GPTQ) ran on the runtime's CUDA device           */
     int32_t n_layer;
     int64_t n_tokens;         /* tokens of the calibration text (0 when the method needs none)              */
     int64_t n_windows;        /* windows used (0 when the method needs none)                                 */

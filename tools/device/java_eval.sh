@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Zero-shot evaluation through the Java CLI on the GPU machine, which has no JDK: unpacks a jlink'ed runtime carried
-# as .device/jre.tgz (made here with `jlink --add-modules java.base,jdk.httpserver --strip-debug --no-header-files
+# as .device/jre.tgz (made here with `jlink --add-modules java.base,jdk.httpserver,java.logging,java.management,
+# jdk.unsupported --strip-debug --no-header-files
 # --no-man-pages --compress zip-9`), runs java/target/flatquant-*.jar (carried) against the library that
 # tools/device/gpu_check.sh built (FQ_GPU_BUILD, default /tmp/fq-gpu-build) on CUDA device 0, once per method, and
 # writes one JSON file per method to $OUT.

@@ -209,7 +209,8 @@ FQ_API int32_t fq_calibrate(const fq_model *model, const char *text, int64_t tex
         }
 
         const int device = model->rt->device;
-        const bool on_gpu = device != FQ_DEVICE_CPU && scheme.method == q::Method::FlatQuant && !from_base;
+        const bool trains = scheme.method == q::Method::FlatQuant && !from_base;
+        const bool on_gpu = device != FQ_DEVICE_CPU && (trains || scheme.weights == q::WeightQuantizer::Gptq);
         q::CalibLogFn log;
         if (o.log) {
             log = [&o](const q::CalibEvent &e) {
@@ -239,7 +240,7 @@ FQ_API int32_t fq_calibrate(const fq_model *model, const char *text, int64_t tex
             r.options.gptq_blocksize = copt.gptq_blocksize;
             r.gptq.clear();
         } else {
-            r = q::calibrate(m, *model->rt->pool, windows, scheme, copt, progress, log, on_gpu ? device : -1);
+            r = q::calibrate(m, *model->rt->pool, windows, scheme, copt, progress, log, trains ? device : -1);
         }
         if (scheme.weights == q::WeightQuantizer::Gptq) {
             // GPTQ's codes depend on the data: computed now and stored in r (the model view itself is not kept).

@@ -26,7 +26,7 @@ public final class BindingsStamp {
     public static final String HEADER = "native/include/flatquant.h";
 
     /** SHA-256 of the header's bytes, 64 lowercase hex digits. */
-    public static final String HEADER_SHA256 = "b14b4f01a0bf8dcc1eb6948c2e408edecfff2ac649c8a06ce3981352fdcdbbf0";
+    public static final String HEADER_SHA256 = "50874071f00a622881d45c9f08389a700ab6ff035f12189441be6ba6ab854be7";
 
     /** The command that regenerates the bindings, run from the repository root. */
     public static final String REGENERATE = "python3 bindings/generate_bindings.py";

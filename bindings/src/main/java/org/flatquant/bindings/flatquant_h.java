@@ -14,7 +14,7 @@ import static java.lang.foreign.ValueLayout.*;
 import static java.lang.foreign.MemoryLayout.PathElement.*;
 
 /**
- * The constants and functions of {@code native/include/flatquant.h} (sha256 b14b4f01a0bf8dcc1eb6948c2e408edecfff2ac649c8a06ce3981352fdcdbbf0).
+ * The constants and functions of {@code native/include/flatquant.h} (sha256 50874071f00a622881d45c9f08389a700ab6ff035f12189441be6ba6ab854be7).
  * Symbols resolve through {@link SymbolLookup#loaderLookup()}: the library must have been loaded with
  * {@code System.load} by a class of this class loader first; this class never loads it.
  */
