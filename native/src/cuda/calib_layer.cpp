@@ -157,21 +157,8 @@ std::vector<int> CalibLayer::factor_order() const {
 }
 
 void CalibLayer::lin_transform(int lin, int &fl, int &fr, int &n1, int &n2, int64_t &diag) const {
-    fl = fr = -1;
-    n1 = n2 = 1;
-    diag = -1;
-    int l = -1, d = -1;
-    if (lin == kLinQ || lin == kLinK || lin == kLinV) l = kPaL, d = 0;
-    if (lin == kLinUp || lin == kLinGate) l = kPugL, d = 1;
-    if (lin == kLinDown) l = kPdL, d = 2;
-    if (lin == kLinO) {
-        fl = fk_[kPh] ? kPh : -1;
-        fr = fk_[kPv] ? kPv : -1;
-        n1 = cfg_.n_head, n2 = cfg_.head_dim;
-        return;
-    }
-    if (fk_[l] == 0) return;
-    fl = l, fr = l + 1, n1 = fk_[l], n2 = fk_[l + 1], diag = diag_[d];
+    const quant::LinearTransform t = quant::linear_transform(lin, fk_, diag_, cfg_);
+    fl = t.fl, fr = t.fr, n1 = t.n1, n2 = t.n2, diag = t.diag;
 }
 
 // The factor matrices from the current parameters (FlatLayer::factor_matrices), the clipping sigmoids (the

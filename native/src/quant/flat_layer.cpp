@@ -157,23 +157,26 @@ void FlatLayer<T>::factor_matrices() {
     }
 }
 
+LinearTransform linear_transform(int lin, const std::array<int, kNumFactors> &fk, const std::array<int64_t, 3> &diag,
+                                 const ModelConfig &c) {
+    LinearTransform t;
+    if (lin == kLinO) {
+        t.fl = fk[kPh] ? kPh : -1;
+        t.fr = fk[kPv] ? kPv : -1;
+        t.n1 = c.n_head, t.n2 = c.head_dim;
+        return t;
+    }
+    const bool qkv = lin == kLinQ || lin == kLinK || lin == kLinV, up_gate = lin == kLinUp || lin == kLinGate;
+    const int l = qkv ? kPaL : up_gate ? kPugL : kPdL, d = qkv ? 0 : up_gate ? 1 : 2;
+    if (fk[l] == 0) return t;
+    t.fl = l, t.fr = l + 1, t.n1 = fk[l], t.n2 = fk[l + 1], t.diag = diag[d];
+    return t;
+}
+
 template <typename T>
 void FlatLayer<T>::lin_transform(int lin, int &fl, int &fr, int &n1, int &n2, int64_t &diag) const {
-    fl = fr = -1;
-    n1 = n2 = 1;
-    diag = -1;
-    int l = -1, d = -1;
-    if (lin == kLinQ || lin == kLinK || lin == kLinV) l = kPaL, d = 0;
-    if (lin == kLinUp || lin == kLinGate) l = kPugL, d = 1;
-    if (lin == kLinDown) l = kPdL, d = 2;
-    if (lin == kLinO) {
-        fl = fk_[kPh] ? kPh : -1;
-        fr = fk_[kPv] ? kPv : -1;
-        n1 = cfg_.n_head, n2 = cfg_.head_dim;
-        return;
-    }
-    if (fk_[l] == 0) return;
-    fl = l, fr = l + 1, n1 = fk_[l], n2 = fk_[l + 1], diag = diag_[d];
+    const LinearTransform t = linear_transform(lin, fk_, diag_, cfg_);
+    fl = t.fl, fr = t.fr, n1 = t.n1, n2 = t.n2, diag = t.diag;
 }
 
 template <typename T>

@@ -51,6 +51,16 @@ SmoothStats smooth_stats_init(const ModelConfig &c);
 // The factors of the layer in a fixed order.
 enum FactorId : int { kPaL = 0, kPaR, kPugL, kPugR, kPdL, kPdR, kPh, kPv, kPk, kNumFactors };
 
+// The input transform of linear `lin`'s weight path: left/right factor ids (or -1), the Kronecker split n1 x n2 and
+// the offset of its smoothing scales (or -1), given the factor sizes fk (0 = absent) and the parameter offsets of the
+// smoothing scales of P_a, P_ug, P_d. o_proj's is P_h (x) P_v over heads x head_dim. Shared by the CPU and GPU layers.
+struct LinearTransform {
+    int fl = -1, fr = -1, n1 = 1, n2 = 1;
+    int64_t diag = -1;
+};
+LinearTransform linear_transform(int lin, const std::array<int, kNumFactors> &fk, const std::array<int64_t, 3> &diag,
+                                 const ModelConfig &c);
+
 template <typename T>
 class FlatLayer {
   public:
