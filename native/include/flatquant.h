@@ -213,6 +213,17 @@ FQ_API int32_t fq_model_loglikelihood(const fq_model *model, const int32_t *cont
                                       const int32_t *continuation, int64_t n_continuation, double *logprob,
                                       int32_t *is_greedy, fq_error *err);
 
+/* Several log-likelihood requests in one call: request i is the id sequence tokens[offsets[i] .. offsets[i+1])
+ * (offsets has n_requests + 1 entries, non-decreasing), whose first n_context[i] ids are the context and the rest
+ * the continuation; logprob[i] and is_greedy[i] (may be NULL) receive what fq_model_loglikelihood gives for it. Every
+ * request is still evaluated from an empty context; on a GPU several run in one pass, right-padded to the longest of
+ * their group, which a causal model does not see (results equal the one-by-one calls up to the order of floating-point
+ * sums), and on the CPU they run one by one (identical results). Statuses: OK, INVALID_ARGUMENT (naming the
+ * request), CUDA, DEVICE_OUT_OF_MEMORY. */
+FQ_API int32_t fq_model_loglikelihood_batch(const fq_model *model, const int32_t *tokens, const int64_t *offsets,
+                                            const int64_t *n_context, int64_t n_requests, double *logprob,
+                                            int32_t *is_greedy, fq_error *err);
+
 typedef struct fq_perplexity_options {
     uint32_t struct_size;
     int32_t seqlen;           /* window length in tokens; default 2048; at most the model's context         */

@@ -325,4 +325,45 @@ TEST_F(Fixture, LoglikelihoodIsTheSumOfContinuationLogSoftmax) {
               FQ_STATUS_INVALID_ARGUMENT);
 }
 
+// A batch gives, request by request, what single calls give (on the CPU it runs them one by one: identically).
+TEST_F(Fixture, LoglikelihoodBatchEqualsSingleCalls) {
+    load_stories();
+    const std::vector<std::vector<int32_t>> seqs = {
+        {1, 403, 407, 261, 378, 429, 260, 290}, {1, 403, 407}, {1, 300, 301, 302, 303, 304, 305, 306, 307, 308, 309}};
+    const std::vector<int64_t> n_ctx = {5, 1, 7};
+    std::vector<int32_t> flat;
+    std::vector<int64_t> offsets{0};
+    for (const auto &q : seqs) {
+        flat.insert(flat.end(), q.begin(), q.end());
+        offsets.push_back(static_cast<int64_t>(flat.size()));
+    }
+    std::vector<double> lp(seqs.size());
+    std::vector<int32_t> greedy(seqs.size(), -1);
+    ASSERT_EQ(fq_model_loglikelihood_batch(model, flat.data(), offsets.data(), n_ctx.data(), (int64_t)seqs.size(),
+                                           lp.data(), greedy.data(), &err),
+              FQ_STATUS_OK)
+        << err.message;
+    for (size_t i = 0; i < seqs.size(); ++i) {
+        double one = 0;
+        int32_t one_greedy = -1;
+        ASSERT_EQ(fq_model_loglikelihood(model, seqs[i].data(), n_ctx[i], seqs[i].data() + n_ctx[i],
+                                         (int64_t)seqs[i].size() - n_ctx[i], &one, &one_greedy, &err),
+                  FQ_STATUS_OK);
+        EXPECT_EQ(lp[i], one) << i;
+        EXPECT_EQ(greedy[i], one_greedy) << i;
+    }
+    // An empty batch is fine; a bad request is named.
+    EXPECT_EQ(fq_model_loglikelihood_batch(model, nullptr, offsets.data(), n_ctx.data(), 0, lp.data(), nullptr, &err),
+              FQ_STATUS_OK);
+    std::vector<int64_t> bad_ctx = {5, 1, 11};  // request 2 has no continuation
+    EXPECT_EQ(fq_model_loglikelihood_batch(model, flat.data(), offsets.data(), bad_ctx.data(), 3, lp.data(), nullptr,
+                                           &err),
+              FQ_STATUS_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(err.message).find("request 2"), std::string::npos) << err.message;
+    std::vector<int64_t> bad_offsets = {0, 8, 4, 22};
+    EXPECT_EQ(fq_model_loglikelihood_batch(model, flat.data(), bad_offsets.data(), n_ctx.data(), 3, lp.data(), nullptr,
+                                           &err),
+              FQ_STATUS_INVALID_ARGUMENT);
+}
+
 }  // namespace

@@ -1,12 +1,14 @@
 // The C ABI (native/include/flatquant.h) over the C++ core. Every entry point catches everything: fq::Error keeps its
 // status, std::bad_alloc becomes OUT_OF_MEMORY, anything else INTERNAL. Option and result structs are copied by their
 // struct_size, so callers compiled against an older (smaller) struct keep working.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
 #include <memory>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "core/error.h"
 #include "core/progress.h"
@@ -294,6 +296,82 @@ FQ_API int32_t fq_model_logits(const fq_model *model, const int32_t *tokens, int
     });
 }
 
+namespace {
+
+// One log-likelihood request: ids [0, n) of which the first n_context are the context.
+struct LlRequest {
+    const int32_t *ids;
+    int64_t n, n_context;
+};
+
+void check_request(const fq::ModelConfig &c, const LlRequest &r, int64_t index) {
+    const int64_t n_cont = r.n - r.n_context;
+    FQ_CHECK(r.n_context >= 1 && n_cont >= 1, FQ_STATUS_INVALID_ARGUMENT,
+             "request %lld: context (%lld tokens) and continuation (%lld tokens) must both be non-empty",
+             (long long)index, (long long)r.n_context, (long long)n_cont);
+    FQ_CHECK(r.n <= c.n_ctx_train, FQ_STATUS_INVALID_ARGUMENT,
+             "request %lld: context + continuation is %lld tokens, above the model's context length %d",
+             (long long)index, (long long)r.n, c.n_ctx_train);
+    // The last id is only a target (never fed to the model), so every id is checked here, not just the fed ones.
+    for (int64_t i = 0; i < r.n; ++i)
+        FQ_CHECK(r.ids[i] >= 0 && r.ids[i] < c.n_vocab, FQ_STATUS_INVALID_ARGUMENT,
+                 "request %lld: token id %d at index %lld is outside the vocabulary [0, %d)", (long long)index,
+                 r.ids[i], (long long)i, c.n_vocab);
+}
+
+// Scores requests [first, first + count) of `order` in one call of the model's scorer: each fed its first n - 1 ids,
+// right-padded with id 0 to the longest (a causal model's rows never see later positions), the positions
+// n_context - 1 .. n - 2 targeting the continuation.
+void score_group(const fq_model &model, const std::vector<LlRequest> &reqs, const std::vector<int64_t> &order,
+                 size_t first, size_t count, double *logprob, int32_t *is_greedy) {
+    int64_t len = 1;
+    for (size_t g = 0; g < count; ++g) len = std::max(len, reqs[order[first + g]].n - 1);
+    std::vector<int32_t> fed(count * len, 0), targets(count * len, -1), argmax(count * len);
+    std::vector<double> nll(count * len);
+    for (size_t g = 0; g < count; ++g) {
+        const LlRequest &r = reqs[order[first + g]];
+        std::copy(r.ids, r.ids + r.n - 1, fed.begin() + g * len);
+        for (int64_t pos = r.n_context - 1; pos < r.n - 1; ++pos) targets[g * len + pos] = r.ids[pos + 1];
+    }
+    model.score(fed.data(), targets.data(), static_cast<int64_t>(count), len, nll.data(), argmax.data());
+    for (size_t g = 0; g < count; ++g) {
+        const int64_t i = order[first + g];
+        const LlRequest &r = reqs[i];
+        double sum = 0;
+        bool greedy = true;
+        for (int64_t pos = r.n_context - 1; pos < r.n - 1; ++pos) {
+            sum -= nll[g * len + pos];
+            greedy = greedy && argmax[g * len + pos] == r.ids[pos + 1];
+        }
+        logprob[i] = sum;
+        if (is_greedy) is_greedy[i] = greedy ? 1 : 0;
+    }
+}
+
+// Groups of requests for one scorer call: one request each where the scorer runs sequences one by one (the CPU),
+// otherwise consecutive requests in order of decreasing length while the padded group stays within about the
+// token count of the scorer's preferred perplexity batch.
+void score_requests(const fq_model &model, const std::vector<LlRequest> &reqs, double *logprob, int32_t *is_greedy) {
+    std::vector<int64_t> order(reqs.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
+    if (model.windows_per_call <= 1) {
+        for (size_t i = 0; i < order.size(); ++i) score_group(model, reqs, order, i, 1, logprob, is_greedy);
+        return;
+    }
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return reqs[a].n > reqs[b].n; });
+    const int64_t budget = model.windows_per_call * std::min(2048, model.model->config.n_ctx_train);
+    for (size_t first = 0; first < order.size();) {
+        const int64_t len = std::max<int64_t>(1, reqs[order[first]].n - 1);  // the longest of the group
+        size_t count = 1;
+        while (first + count < order.size() && static_cast<int64_t>(count + 1) * len <= budget && count < 1024)
+            ++count;
+        score_group(model, reqs, order, first, count, logprob, is_greedy);
+        first += count;
+    }
+}
+
+}  // namespace
+
 FQ_API int32_t fq_model_loglikelihood(const fq_model *model, const int32_t *context, int64_t n_context,
                                       const int32_t *continuation, int64_t n_continuation, double *logprob,
                                       int32_t *is_greedy, fq_error *err) {
@@ -302,35 +380,37 @@ FQ_API int32_t fq_model_loglikelihood(const fq_model *model, const int32_t *cont
         FQ_REQUIRE_ARG(context);
         FQ_REQUIRE_ARG(continuation);
         FQ_REQUIRE_ARG(logprob);
-        const fq::Model &m = *model->model;
         FQ_CHECK(n_context >= 1 && n_continuation >= 1, FQ_STATUS_INVALID_ARGUMENT,
                  "context (%lld tokens) and continuation (%lld tokens) must both be non-empty", (long long)n_context,
                  (long long)n_continuation);
-        const int64_t n = n_context + n_continuation;
-        FQ_CHECK(n <= m.config.n_ctx_train, FQ_STATUS_INVALID_ARGUMENT,
-                 "context + continuation is %lld tokens, above the model's context length %d", (long long)n,
-                 m.config.n_ctx_train);
         std::vector<int32_t> seq(context, context + n_context);
         seq.insert(seq.end(), continuation, continuation + n_continuation);
-        // The last id is only a target (never fed to the model), so every id is checked here, not just the fed ones.
-        for (int64_t i = 0; i < n; ++i)
-            FQ_CHECK(seq[i] >= 0 && seq[i] < m.config.n_vocab, FQ_STATUS_INVALID_ARGUMENT,
-                     "token id %d at index %lld is outside the vocabulary [0, %d)", seq[i], (long long)i,
-                     m.config.n_vocab);
-        // The last token is only predicted, never fed: positions n_context-1 .. n-2 predict the continuation.
-        std::vector<int32_t> targets(static_cast<size_t>(n - 1), -1);
-        for (int64_t pos = n_context - 1; pos < n - 1; ++pos) targets[static_cast<size_t>(pos)] = seq[pos + 1];
-        std::vector<double> nll(targets.size());
-        std::vector<int32_t> argmax(targets.size());
-        model->score(seq.data(), targets.data(), 1, n - 1, nll.data(), argmax.data());
-        double sum = 0;
-        bool greedy = true;
-        for (int64_t pos = n_context - 1; pos < n - 1; ++pos) {
-            sum -= nll[static_cast<size_t>(pos)];
-            greedy = greedy && argmax[static_cast<size_t>(pos)] == seq[pos + 1];
+        const std::vector<LlRequest> reqs{{seq.data(), static_cast<int64_t>(seq.size()), n_context}};
+        check_request(model->model->config, reqs[0], 0);
+        score_requests(*model, reqs, logprob, is_greedy);
+    });
+}
+
+FQ_API int32_t fq_model_loglikelihood_batch(const fq_model *model, const int32_t *tokens, const int64_t *offsets,
+                                            const int64_t *n_context, int64_t n_requests, double *logprob,
+                                            int32_t *is_greedy, fq_error *err) {
+    return guarded(err, [&] {
+        FQ_REQUIRE_ARG(model);
+        FQ_REQUIRE_ARG(offsets);
+        FQ_REQUIRE_ARG(n_context);
+        FQ_REQUIRE_ARG(logprob);
+        FQ_CHECK(n_requests >= 0, FQ_STATUS_INVALID_ARGUMENT, "n_requests %lld is negative", (long long)n_requests);
+        FQ_CHECK(offsets[0] == 0, FQ_STATUS_INVALID_ARGUMENT, "offsets[0] is %lld, not 0", (long long)offsets[0]);
+        FQ_CHECK(tokens != nullptr || offsets[n_requests] == 0, FQ_STATUS_INVALID_ARGUMENT, "tokens is NULL");
+        std::vector<LlRequest> reqs(static_cast<size_t>(n_requests));
+        for (int64_t i = 0; i < n_requests; ++i) {
+            FQ_CHECK(offsets[i + 1] >= offsets[i], FQ_STATUS_INVALID_ARGUMENT,
+                     "offsets[%lld] = %lld is below offsets[%lld] = %lld", (long long)(i + 1),
+                     (long long)offsets[i + 1], (long long)i, (long long)offsets[i]);
+            reqs[i] = LlRequest{tokens + offsets[i], offsets[i + 1] - offsets[i], n_context[i]};
+            check_request(model->model->config, reqs[i], i);
         }
-        *logprob = sum;
-        if (is_greedy) *is_greedy = greedy ? 1 : 0;
+        score_requests(*model, reqs, logprob, is_greedy);
     });
 }
 

@@ -476,6 +476,62 @@ public final class Model extends NativeResource {
     }
 
     /**
+     * Scores several (context, continuation) pairs in one native call: element {@code i} of the result is what
+     * {@link #loglikelihood(int[], int[])} gives for {@code contexts.get(i)} and {@code continuations.get(i)}. On a
+     * CUDA engine many requests share one pass over the model (each still from an empty context), which is much
+     * faster than one call each; on the CPU the results are identical to single calls.
+     *
+     * @param contexts the contexts, each non-empty
+     * @param continuations the continuations, as many, each non-empty
+     * @return one result per request, in order
+     * @throws InvalidArgumentException when the lists differ in size, or a request is empty, too long or holds an id
+     *     outside the vocabulary (the message names the request)
+     */
+    public LogLikelihood[] loglikelihoods(java.util.List<int[]> contexts, java.util.List<int[]> continuations) {
+        Objects.requireNonNull(contexts, "contexts");
+        Objects.requireNonNull(continuations, "continuations");
+        ensureOpen();
+        if (contexts.size() != continuations.size()) {
+            throw new InvalidArgumentException(contexts.size() + " contexts but " + continuations.size()
+                    + " continuations");
+        }
+        int n = contexts.size();
+        long total = 0;
+        for (int i = 0; i < n; i++) {
+            total += (long) Objects.requireNonNull(contexts.get(i), "context").length
+                    + Objects.requireNonNull(continuations.get(i), "continuation").length;
+        }
+        try (Arena call = Arena.ofConfined()) {
+            MemorySegment err = Native.error(call);
+            MemorySegment tokens = call.allocate(JAVA_INT, Math.max(1, total));
+            MemorySegment offsets = call.allocate(java.lang.foreign.ValueLayout.JAVA_LONG, n + 1L);
+            MemorySegment nContext = call.allocate(java.lang.foreign.ValueLayout.JAVA_LONG, Math.max(1, n));
+            long at = 0;
+            for (int i = 0; i < n; i++) {
+                int[] ctx = contexts.get(i);
+                int[] cont = continuations.get(i);
+                offsets.setAtIndex(java.lang.foreign.ValueLayout.JAVA_LONG, i, at);
+                nContext.setAtIndex(java.lang.foreign.ValueLayout.JAVA_LONG, i, ctx.length);
+                MemorySegment.copy(ctx, 0, tokens, JAVA_INT, at * Integer.BYTES, ctx.length);
+                at += ctx.length;
+                MemorySegment.copy(cont, 0, tokens, JAVA_INT, at * Integer.BYTES, cont.length);
+                at += cont.length;
+            }
+            offsets.setAtIndex(java.lang.foreign.ValueLayout.JAVA_LONG, n, at);
+            MemorySegment logprob = call.allocate(java.lang.foreign.ValueLayout.JAVA_DOUBLE, Math.max(1, n));
+            MemorySegment greedy = call.allocate(JAVA_INT, Math.max(1, n));
+            Native.check(fq_model_loglikelihood_batch(handle(), tokens, offsets, nContext, n, logprob, greedy, err),
+                    err);
+            LogLikelihood[] out = new LogLikelihood[n];
+            for (int i = 0; i < n; i++) {
+                out[i] = new LogLikelihood(logprob.getAtIndex(java.lang.foreign.ValueLayout.JAVA_DOUBLE, i),
+                        greedy.getAtIndex(JAVA_INT, i) != 0);
+            }
+            return out;
+        }
+    }
+
+    /**
      * One scored continuation; see {@link #loglikelihood(int[], int[])}.
      *
      * @param logprob the sum of the continuation tokens' natural-log probabilities (at most 0)

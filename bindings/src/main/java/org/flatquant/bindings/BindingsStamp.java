@@ -26,7 +26,7 @@ public final class BindingsStamp {
     public static final String HEADER = "native/include/flatquant.h";
 
     /** SHA-256 of the header's bytes, 64 lowercase hex digits. */
-    public static final String HEADER_SHA256 = "50874071f00a622881d45c9f08389a700ab6ff035f12189441be6ba6ab854be7";
+    public static final String HEADER_SHA256 = "223ba157a3afa0f24bb6d8ed5de7b8ede696ffea48ea3233c560f3f52e8ff6ce";
 
     /** The command that regenerates the bindings, run from the repository root. */
     public static final String REGENERATE = "python3 bindings/generate_bindings.py";
@@ -59,6 +59,7 @@ public final class BindingsStamp {
         "fq_model_detokenize",
         "fq_model_logits",
         "fq_model_loglikelihood",
+        "fq_model_loglikelihood_batch",
         "fq_perplexity_options_init",
         "fq_perplexity_result_init",
         "fq_model_perplexity",

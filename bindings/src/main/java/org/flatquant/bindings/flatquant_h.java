@@ -14,7 +14,7 @@ import static java.lang.foreign.ValueLayout.*;
 import static java.lang.foreign.MemoryLayout.PathElement.*;
 
 /**
- * The constants and functions of {@code native/include/flatquant.h} (sha256 50874071f00a622881d45c9f08389a700ab6ff035f12189441be6ba6ab854be7).
+ * The constants and functions of {@code native/include/flatquant.h} (sha256 223ba157a3afa0f24bb6d8ed5de7b8ede696ffea48ea3233c560f3f52e8ff6ce).
  * Symbols resolve through {@link SymbolLookup#loaderLookup()}: the library must have been loaded with
  * {@code System.load} by a class of this class loader first; this class never loads it.
  */
@@ -1736,6 +1736,63 @@ public class flatquant_h {
                 traceDowncall("fq_model_loglikelihood", model, context, n_context, continuation, n_continuation, logprob, is_greedy, err);
             }
             return (int)mh$.invokeExact(model, context, n_context, continuation, n_continuation, logprob, is_greedy, err);
+        } catch (Error | RuntimeException ex) {
+            throw ex;
+        } catch (Throwable ex$) {
+            throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class fq_model_loglikelihood_batch {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(flatquant_h.C_INT, flatquant_h.C_POINTER, flatquant_h.C_POINTER, flatquant_h.C_POINTER, flatquant_h.C_POINTER, flatquant_h.C_LONG_LONG, flatquant_h.C_POINTER, flatquant_h.C_POINTER, flatquant_h.C_POINTER);
+
+        public static final MemorySegment ADDR = flatquant_h.findOrThrow("fq_model_loglikelihood_batch");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int32_t fq_model_loglikelihood_batch(const fq_model *model, const int32_t *tokens, const int64_t *offsets, const int64_t *n_context, int64_t n_requests, double *logprob, int32_t *is_greedy, fq_error *err)
+     * }
+     */
+    public static FunctionDescriptor fq_model_loglikelihood_batch$descriptor() {
+        return fq_model_loglikelihood_batch.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int32_t fq_model_loglikelihood_batch(const fq_model *model, const int32_t *tokens, const int64_t *offsets, const int64_t *n_context, int64_t n_requests, double *logprob, int32_t *is_greedy, fq_error *err)
+     * }
+     */
+    public static MethodHandle fq_model_loglikelihood_batch$handle() {
+        return fq_model_loglikelihood_batch.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int32_t fq_model_loglikelihood_batch(const fq_model *model, const int32_t *tokens, const int64_t *offsets, const int64_t *n_context, int64_t n_requests, double *logprob, int32_t *is_greedy, fq_error *err)
+     * }
+     */
+    public static MemorySegment fq_model_loglikelihood_batch$address() {
+        return fq_model_loglikelihood_batch.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int32_t fq_model_loglikelihood_batch(const fq_model *model, const int32_t *tokens, const int64_t *offsets, const int64_t *n_context, int64_t n_requests, double *logprob, int32_t *is_greedy, fq_error *err)
+     * }
+     */
+    public static int fq_model_loglikelihood_batch(MemorySegment model, MemorySegment tokens, MemorySegment offsets, MemorySegment n_context, long n_requests, MemorySegment logprob, MemorySegment is_greedy, MemorySegment err) {
+        var mh$ = fq_model_loglikelihood_batch.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("fq_model_loglikelihood_batch", model, tokens, offsets, n_context, n_requests, logprob, is_greedy, err);
+            }
+            return (int)mh$.invokeExact(model, tokens, offsets, n_context, n_requests, logprob, is_greedy, err);
         } catch (Error | RuntimeException ex) {
             throw ex;
         } catch (Throwable ex$) {

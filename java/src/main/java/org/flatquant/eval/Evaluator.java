@@ -16,12 +16,15 @@ import org.flatquant.ProgressListener;
  * Scores task items on a model the way lm-evaluation-harness does: every request of a task is tokenized up front
  * ({@link RequestEncoder}), identical token sequences are scored once, the distinct requests run longest first
  * (lm-eval's order, so a request too long for the model fails at once and the progress estimate errs on the slow
- * side), and each one is a single {@link Model#loglikelihood(int[], int[])} call, so results do not depend on
- * batching or padding.
+ * side), in groups of {@link Model#loglikelihoods} calls; each request is still scored from an empty context, so
+ * results do not depend on the grouping (exactly on the CPU, up to floating-point summation order on a GPU).
  *
  * <p>Not thread safe; use one per thread (the model itself may be shared).
  */
 public final class Evaluator {
+    /** Requests per native call: enough for a GPU to score many at once, few enough for timely progress. */
+    private static final int BATCH = 256;
+
     private final Model model;
     private final RequestEncoder encoder;
 
@@ -95,13 +98,23 @@ public final class Evaluator {
         boolean[] greedy = new boolean[distinct.size()];
         long tokens = 0;
         report(listener, task, 0, order.length);
-        for (int done = 0; done < order.length; done++) {
-            RequestEncoder.Encoded e = distinct.get(order[done]);
-            Model.LogLikelihood r = model.loglikelihood(e.context(), e.continuation());
-            logprob[order[done]] = r.logprob();
-            greedy[order[done]] = r.greedy();
-            tokens += e.length();
-            report(listener, task, done + 1, order.length);
+        for (int done = 0; done < order.length; ) {
+            int end = Math.min(order.length, done + BATCH);
+            List<int[]> contexts = new ArrayList<>(end - done);
+            List<int[]> continuations = new ArrayList<>(end - done);
+            for (int k = done; k < end; k++) {
+                RequestEncoder.Encoded e = distinct.get(order[k]);
+                contexts.add(e.context());
+                continuations.add(e.continuation());
+                tokens += e.length();
+            }
+            Model.LogLikelihood[] r = model.loglikelihoods(contexts, continuations);
+            for (int k = done; k < end; k++) {
+                logprob[order[k]] = r[k - done].logprob();
+                greedy[order[k]] = r[k - done].greedy();
+            }
+            done = end;
+            report(listener, task, done, order.length);
         }
 
         List<ItemResult> results = new ArrayList<>(items.size());
