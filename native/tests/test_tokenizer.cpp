@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <cstdio>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -681,7 +682,7 @@ TEST(TokenizerErrors, RefusedVocabularies) {
     expect_status([&] { tok->piece(-1); }, FQ_STATUS_INVALID_ARGUMENT);
 }
 
-TEST(TokenizerWikiText, WholeTestSplitMatchesHuggingFaceQuickly) {
+TEST(TokenizerWikiText, WholeTestSplitMatchesHuggingFace) {
     const std::string text = fq::test::read_file(wikitext_path());
     ASSERT_EQ(text.size(), 1290590u) << wikitext_path();
     auto stories = load(fq::test::stories_path());
@@ -695,7 +696,8 @@ TEST(TokenizerWikiText, WholeTestSplitMatchesHuggingFaceQuickly) {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     EXPECT_EQ(ids.size(), kWikiSmolCount);
     EXPECT_EQ(fnv1a(ids), kWikiSmolFnv);
-    EXPECT_LT(seconds, 5.0);
+    // Speed is a benchmark's business, not a test's (a loaded CI machine or a sanitizer build is slow): printed only.
+    std::printf("[ tokenizer ] SmolLM2 BPE, WikiText-2 test: %zu ids in %.2f s\n", ids.size(), seconds);
     EXPECT_EQ(smol->decode(ids), text);  // byte-level BPE loses nothing
 }
 
