@@ -110,9 +110,9 @@ typedef struct fq_runtime_options {
 } fq_runtime_options;
 
 FQ_API void fq_runtime_options_init(fq_runtime_options *opts);
-/* With a CUDA device, calibration (fq_calibrate) and whole-sequence evaluation (fq_model_logits,
- * fq_model_loglikelihood, fq_model_perplexity) of the models loaded with the runtime run on that GPU; sessions
- * (incremental decoding) are refused there with FQ_STATUS_UNSUPPORTED in this version and run on a CPU runtime.
+/* With a CUDA device, calibration (fq_calibrate), whole-sequence evaluation (fq_model_logits,
+ * fq_model_loglikelihood, fq_model_perplexity) and sessions of the models loaded with the runtime run on that GPU
+ * (fq_model_info's eval_engine and session_engine say with which engine).
  * Statuses: OK, INVALID_ARGUMENT, DEVICE_UNAVAILABLE (a CUDA device was asked for and none is usable). */
 FQ_API int32_t fq_runtime_create(const fq_runtime_options *opts, fq_runtime **out, fq_error *err);
 FQ_API void fq_runtime_free(fq_runtime *rt);
@@ -134,8 +134,12 @@ typedef struct fq_model_options {
 
 FQ_API void fq_model_options_init(fq_model_options *opts);
 /* Loads a GGUF file (versions 2 and 3). Weights are dequantized to FP32 on load.
+ * The file may also be a quantized-model file written by fq_model_save_quantized (docs/quantized-model-format.md):
+ * the handle is then a quantized model (fq_model_info.quant etc. are set, quantized_file is 1) that runs on a CUDA
+ * runtime with the real W4A4 kernels, and on a CPU runtime as the same fake-quantized model fq_model_quantize makes.
  * Statuses: OK, INVALID_ARGUMENT, NOT_FOUND, IO, MODEL_FORMAT (truncated/corrupt), UNSUPPORTED (architecture,
- * tensor type, tokenizer), OUT_OF_MEMORY, NUMERIC. On failure *out is left NULL and nothing leaks. */
+ * tensor type, tokenizer, a newer quantized-model format), OUT_OF_MEMORY, NUMERIC. On failure *out is left NULL and
+ * nothing leaks. */
 FQ_API int32_t fq_model_load(fq_runtime *rt, const char *path, const fq_model_options *opts, fq_model **out,
                              fq_error *err);
 FQ_API void fq_model_free(fq_model *model);
@@ -170,6 +174,16 @@ typedef struct fq_model_info {
     char quant[16];           /* bit widths, e.g. "w4a4kv4", "w4a16"                                              */
     char method[16];          /* "rtn", "rotate" or "flatquant"                                                   */
     char weight_quantizer[8]; /* "rtn" or "gptq"                                                                  */
+    int32_t quantized_file;   /* 1 when loaded from a quantized-model file (fq_model_save_quantized)              */
+    /* What runs this handle: whole-sequence evaluation (logits, log-likelihood, perplexity) and sessions.
+     *   "cpu"             the FP32 CPU engine (full precision, or fake-quantized for a quantized model)
+     *   "cuda-fp32"       full precision on the GPU in FP32 (evaluation of a full-precision model)
+     *   "cuda-fakequant"  the fake-quantized model on the GPU in FP32 (evaluation of fq_model_quantize's handle)
+     *   "cuda-w4a4"       the real W4A4 engine: INT4 weights and activations, INT4 GEMMs, 4-bit KV cache
+     *   "cuda-fp16"       the FP16 engine of the same kernels (sessions of a full-precision model)
+     *   ""                not available (sessions of quantized models other than w4a4kv4 on a GPU)           */
+    char eval_engine[24];
+    char session_engine[24];
 } fq_model_info;
 
 FQ_API void fq_model_info_init(fq_model_info *info);
@@ -353,6 +367,16 @@ FQ_API void fq_quantize_options_init(fq_quantize_options *opts);
 FQ_API int32_t fq_model_quantize(const fq_model *base, const fq_quantize_options *opts, fq_model **out,
                                  fq_error *err);
 
+/* Writes a quantized model (a handle of fq_model_quantize, or one loaded from a quantized-model file) as a
+ * quantized-model file: a GGUF file holding the base model's metadata, tokenizer, embeddings, final norm and output
+ * projection as they were, and per layer the packed INT4 weights with their scales, the online transforms, the
+ * norms with the smoothing folded in and the learned clip values (docs/quantized-model-format.md). fq_model_load
+ * reads it back without the base model or the artifact. The write is atomic: on failure or cancellation path is left
+ * as it was and no temporary file remains. Statuses: OK, INVALID_ARGUMENT (a full-precision model, a NULL path),
+ * UNSUPPORTED (weights wider than 8 bits, e.g. w16a16: nothing to pack), IO, CANCELLED, OUT_OF_MEMORY. */
+FQ_API int32_t fq_model_save_quantized(const fq_model *model, const char *path, fq_progress_fn progress,
+                                       void *progress_user_data, fq_cancel_token *cancel, fq_error *err);
+
 /* ---------------------------------------------------------------------------------------------------------------
  * Sessions: incremental decoding with a KV cache. One caller at a time.
  * ------------------------------------------------------------------------------------------------------------- */
@@ -372,8 +396,10 @@ FQ_API int32_t fq_session_reset(fq_session *session, fq_error *err);
 /* Number of tokens in the KV cache. */
 FQ_API int32_t fq_session_position(fq_session *session, int64_t *out, fq_error *err);
 /* Appends n_tokens ids to the context and, if logits is not NULL, writes the logits of the last one
- * (logits[n_vocab]; capacity in floats). Statuses: OK, INVALID_ARGUMENT (bad ids, context full: the session is then
- * unchanged), BUSY, BUFFER_TOO_SMALL, CANCELLED. */
+ * (logits[n_vocab]; capacity in floats). On a CUDA runtime the step runs on the GPU (fq_model_info.session_engine)
+ * and returns once the logits are on the host. Statuses: OK, INVALID_ARGUMENT (bad ids, context full: the session is
+ * then unchanged), BUSY, BUFFER_TOO_SMALL, CANCELLED, UNSUPPORTED (fq_session_create: no session engine for this
+ * model on a GPU), DEVICE_OUT_OF_MEMORY, CUDA. */
 FQ_API int32_t fq_session_decode(fq_session *session, const int32_t *tokens, int64_t n_tokens, float *logits,
                                  int64_t capacity, fq_error *err);
 

@@ -169,7 +169,7 @@ FQ_API int32_t fq_model_load(fq_runtime *rt, const char *path, const fq_model_op
         lo.check_finite = o.check_finite != 0;
         auto m = std::make_unique<fq_model>();
         m->rt = rt;
-        m->model = fq::load_gguf_model(path, lo);
+        load_model_file(*m, path, lo);  // a GGUF model, or a quantized-model file (then a quantized handle)
         attach_forwards(*m);
         *out = m.release();
     });
@@ -215,12 +215,15 @@ FQ_API int32_t fq_model_get_info(const fq_model *model, fq_model_info *out, fq_e
         i.rope_freq_base = c.rope_freq_base;
         i.rms_eps = c.rms_eps;
         i.gguf_version = m.source.gguf_version;
+        copy_cstr(i.eval_engine, sizeof(i.eval_engine), model->eval_engine);
+        copy_cstr(i.session_engine, sizeof(i.session_engine), model->session_engine);
         if (model->quantized()) {
             const fq::quant::QuantScheme &q = model->quant->scheme;
             copy_cstr(i.quant, sizeof(i.quant), fq::quant::bits_name(q.bits));
             copy_cstr(i.method, sizeof(i.method), fq::quant::method_name(q.method));
             copy_cstr(i.weight_quantizer, sizeof(i.weight_quantizer), fq::quant::weight_quantizer_name(q.weights));
         }
+        i.quantized_file = model->quantized_file ? 1 : 0;
         write_result(out, i, "fq_model_info");
     });
 }
@@ -481,15 +484,21 @@ FQ_API int32_t fq_session_create(const fq_model *model, const fq_session_options
         fq_session_options o;
         fq_session_options_init(&o);
         o = read_options(opts, o, "fq_session_options");
-        FQ_CHECK(model->rt->device == FQ_DEVICE_CPU, FQ_STATUS_UNSUPPORTED, "sessions (incremental decoding) run on a "
-                 "CPU runtime in this version; this model was loaded with CUDA device %d", model->rt->device);
         const fq::ModelConfig &c = model->model->config;
         int32_t n_ctx = o.n_ctx == 0 ? std::min(c.n_ctx_train, 4096) : o.n_ctx;
         FQ_CHECK(n_ctx > 0 && n_ctx <= c.n_ctx_train, FQ_STATUS_INVALID_ARGUMENT,
                  "n_ctx %d must be between 1 and the model's context length %d", o.n_ctx, c.n_ctx_train);
         auto s = std::make_unique<fq_session>();
         s->owner = model;
-        s->cache.init(c, n_ctx);
+        if (model->rt->device == FQ_DEVICE_CPU) {
+            s->cache.init(c, n_ctx);
+        } else {
+#ifdef FQ_HAVE_CUDA
+            s->gpu_cache = session_engine(*model).make_cache(1, n_ctx);
+#else
+            FQ_FAIL(FQ_STATUS_DEVICE_UNAVAILABLE, "this library was built without the CUDA backend");
+#endif
+        }
         *out = s.release();
     });
 }
@@ -512,6 +521,9 @@ FQ_API int32_t fq_session_reset(fq_session *s, fq_error *err) {
         FQ_REQUIRE_ARG(s);
         SessionLock lock(s);
         s->cache.n_past = 0;
+#ifdef FQ_HAVE_CUDA
+        if (s->gpu_cache) s->gpu_cache->reset();
+#endif
     });
 }
 
@@ -521,6 +533,9 @@ FQ_API int32_t fq_session_position(fq_session *s, int64_t *out, fq_error *err) {
         FQ_REQUIRE_ARG(out);
         SessionLock lock(s);
         *out = s->cache.n_past;
+#ifdef FQ_HAVE_CUDA
+        if (s->gpu_cache) *out = s->gpu_cache->position();
+#endif
     });
 }
 
@@ -536,6 +551,12 @@ FQ_API int32_t fq_session_decode(fq_session *s, const int32_t *tokens, int64_t n
         if (logits)
             FQ_CHECK(capacity >= V, FQ_STATUS_BUFFER_TOO_SMALL, "logits need %lld floats but capacity is %lld",
                      (long long)V, (long long)capacity);
+#ifdef FQ_HAVE_CUDA
+        if (s->gpu_cache) {
+            s->owner->engine->step(*s->gpu_cache, tokens, n_tokens, logits);
+            return;
+        }
+#endif
         s->owner->forward(tokens, n_tokens, s->cache, logits ? fq::LogitsWanted::Last : fq::LogitsWanted::None,
                           [&](int64_t, int64_t, const float *lg) { std::memcpy(logits, lg, sizeof(float) * V); });
     });

@@ -21,6 +21,7 @@
 #include "quant/fakequant_forward.h"
 
 #ifdef FQ_HAVE_CUDA
+#include "cuda/decoder_engine.h"
 #include "cuda/window_evaluator.h"
 #endif
 
@@ -39,15 +40,24 @@ struct fq_model {
     fq::WindowsForwardFn windows;                           // whole-sequence forward (CPU or the runtime's GPU)
     fq::WindowsScoreFn score;                               // whole-sequence scoring (next to the logits on a GPU)
     int64_t windows_per_call = 1;                           // perplexity windows per call of `score`
+    bool quantized_file = false;                            // loaded from a quantized-model file
 #ifdef FQ_HAVE_CUDA
     std::unique_ptr<fq::cuda::WindowEvaluator> gpu;         // when rt->device is a CUDA device
+    // The sessions' engine on a CUDA runtime (W4A4 for w4a4kv4 models, FP16 for full-precision ones): built at the
+    // first session, or at load where it also evaluates (a quantized-model file). Guarded by engine_mu.
+    mutable std::mutex engine_mu;
+    mutable std::unique_ptr<fq::cuda::DecoderEngine> engine;
 #endif
+    std::string eval_engine = "cpu", session_engine = "cpu";  // fq_model_info's names
     bool quantized() const { return quant != nullptr; }
 };
 
 struct fq_session {
     const fq_model *owner = nullptr;
-    fq::KVCache cache;
+    fq::KVCache cache;                                     // CPU runtime
+#ifdef FQ_HAVE_CUDA
+    std::unique_ptr<fq::cuda::EngineCache> gpu_cache;      // CUDA runtime: the owner's engine's cache of one sequence
+#endif
     std::atomic<bool> busy{false};
 };
 
@@ -135,5 +145,14 @@ inline bool resolve_bos(const fq::Model &m, int32_t add_bos) {
 // Connects a model handle to its forward passes: the CPU forwards, and on a CUDA runtime the GPU evaluator of the
 // whole-sequence forward (built from the quantized model, or from a w16a16 view of a full-precision one).
 void attach_forwards(fq_model &m);
+
+// Loads the file at path into m.model: a GGUF model, or a quantized-model file (then also m.quant, and
+// m.quantized_file is set). Defined in api_qfile.cpp.
+void load_model_file(fq_model &m, const std::string &path, const fq::LoadOptions &opts);
+
+#ifdef FQ_HAVE_CUDA
+// The model's session engine, built on first use. Throws UNSUPPORTED when it has none (session_engine is empty).
+fq::cuda::DecoderEngine &session_engine(const fq_model &m);
+#endif
 
 }  // namespace fq::api

@@ -25,8 +25,21 @@ namespace {
 void attach_gpu(fq_model &m) {
 #ifdef FQ_HAVE_CUDA
     const int device = m.rt->device;
-    if (m.quant) {
+    const bool w4a4kv4 = m.quant && q::bits_name(m.quant->scheme.bits) == "w4a4kv4";
+    const fq::ModelConfig &c = m.model->config;
+    if (!m.quant)
+        m.session_engine = fq::cuda::DecoderEngine::unsupported_reason(c, false).empty() ? "cuda-fp16" : "";
+    else
+        m.session_engine = w4a4kv4 && fq::cuda::DecoderEngine::unsupported_reason(c, true).empty() ? "cuda-w4a4" : "";
+    fq::cuda::WindowEvaluator *gpu = nullptr;
+    if (m.quant && m.quantized_file && !m.session_engine.empty()) {
+        // A quantized-model file runs as what it is: the real W4A4 engine evaluates and serves sessions.
+        m.engine = fq::cuda::DecoderEngine::w4a4(*m.quant, device);
+        gpu = m.engine.get();
+        m.eval_engine = "cuda-w4a4";
+    } else if (m.quant) {
         m.gpu = fq::cuda::make_window_evaluator(*m.quant, device);
+        m.eval_engine = "cuda-fakequant";
     } else {
         q::QuantScheme fp;
         fp.bits = q::parse_bits("w16a16");
@@ -35,8 +48,9 @@ void attach_gpu(fq_model &m) {
         std::unique_ptr<q::QuantizedModel> view = q::build_quantized_model(*m.model, *m.rt->pool, r, {},
                                                                            fq::Progress());
         m.gpu = fq::cuda::make_window_evaluator(*view, device);
+        m.eval_engine = "cuda-fp32";
     }
-    fq::cuda::WindowEvaluator *gpu = m.gpu.get();
+    if (!gpu) gpu = m.gpu.get();
     m.windows = [gpu](const int32_t *tokens, int64_t n_seq, int64_t seq_len, const fq::WindowLogitsSink &sink) {
         gpu->forward(tokens, n_seq, seq_len, sink);
     };
@@ -114,8 +128,28 @@ void attach_forwards(fq_model &m) {
     m.windows = fq::windows_forward_fn(m.model->config, m.forward);
     m.score = fq::windows_score_fn(m.model->config, m.windows);
     m.windows_per_call = 1;
+    m.eval_engine = m.session_engine = "cpu";
     if (rt->device != FQ_DEVICE_CPU) attach_gpu(m);
 }
+
+#ifdef FQ_HAVE_CUDA
+fq::cuda::DecoderEngine &session_engine(const fq_model &m) {
+    if (m.session_engine.empty()) {
+        const fq::ModelConfig &c = m.model->config;
+        const bool w4a4kv4 = m.quant && q::bits_name(m.quant->scheme.bits) == "w4a4kv4";
+        FQ_FAIL(FQ_STATUS_UNSUPPORTED, "sessions on a GPU run w4a4kv4 quantized models (W4A4 engine) and "
+                "full-precision ones (FP16 engine); this model has none: %s. Use a CPU runtime",
+                m.quant && !w4a4kv4 ? ("it is " + q::bits_name(m.quant->scheme.bits)).c_str()
+                                    : fq::cuda::DecoderEngine::unsupported_reason(c, m.quant != nullptr).c_str());
+    }
+    std::lock_guard<std::mutex> lock(m.engine_mu);
+    if (!m.engine) {
+        m.engine = m.quant ? fq::cuda::DecoderEngine::w4a4(*m.quant, m.rt->device)
+                           : fq::cuda::DecoderEngine::f16(*m.model, m.rt->device);
+    }
+    return *m.engine;
+}
+#endif
 
 }  // namespace fq::api
 

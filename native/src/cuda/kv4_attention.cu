@@ -663,8 +663,8 @@ void check_attention(const KvCacheView &c, const AttentionArgs &a, bool pointers
     FQ_CHECK(a.n_heads > 0 && a.n_heads % c.kv_heads == 0, FQ_STATUS_INVALID_ARGUMENT,
              "attention: %d query heads over %d KV heads", a.n_heads, c.kv_heads);
     const int group = a.n_heads / c.kv_heads;
-    FQ_CHECK(group == 1 || group == 2 || group == 4 || group == 8, FQ_STATUS_UNSUPPORTED,
-             "attention: GQA group %d (1, 2, 4 or 8)", group);
+    FQ_CHECK(group == 1 || group == 2 || group == 3 || group == 4 || group == 6 || group == 7 || group == 8,
+             FQ_STATUS_UNSUPPORTED, "attention: GQA group %d (1, 2, 3, 4, 6, 7 or 8)", group);
     FQ_CHECK(a.n_q >= 0 && a.pos0 >= 0 && a.pos0 + a.n_q <= c.capacity && a.scale > 0.0f &&
                  std::isfinite(a.scale) && a.ld_q >= static_cast<int64_t>(a.n_heads) * c.head_dim &&
                  a.ld_out >= static_cast<int64_t>(a.n_heads) * c.head_dim,
@@ -679,7 +679,10 @@ template <bool kInt4, int D> const void *decode_kernel_for(int group) {
     switch (group) {
     case 1: return reinterpret_cast<const void *>(&decode_kernel<kInt4, D, 1>);
     case 2: return reinterpret_cast<const void *>(&decode_kernel<kInt4, D, 2>);
+    case 3: return reinterpret_cast<const void *>(&decode_kernel<kInt4, D, 3>);  // SmolLM2 (9 / 3 heads)
     case 4: return reinterpret_cast<const void *>(&decode_kernel<kInt4, D, 4>);
+    case 6: return reinterpret_cast<const void *>(&decode_kernel<kInt4, D, 6>);  // Qwen2.5-1.5B
+    case 7: return reinterpret_cast<const void *>(&decode_kernel<kInt4, D, 7>);  // Qwen2.5-0.5B/7B
     default: return reinterpret_cast<const void *>(&decode_kernel<kInt4, D, 8>);
     }
 }

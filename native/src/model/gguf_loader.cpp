@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/sha256.h"
 #include "io/gguf.h"
+#include "model/gguf_loader.h"
 #include "model/model.h"
 
 namespace fq {
@@ -120,16 +121,14 @@ class TensorReader {
 
 }  // namespace
 
-std::unique_ptr<Model> load_gguf_model(const std::string &path, const LoadOptions &opts) {
-    std::unique_ptr<gguf::File> file = gguf::File::open(path);
-    const gguf::File &f = *file;
+std::unique_ptr<Model> load_gguf_model_without_layers(const gguf::File &f, const LoadOptions &opts) {
     auto model = std::make_unique<Model>();
     ModelConfig &c = model->config;
     c = read_config(f);
     model->tokenizer = Tokenizer::from_gguf(f);
     c.n_vocab = model->tokenizer->n_vocab();
 
-    const uint64_t E = c.n_embd, V = c.n_vocab, Q = c.q_dim(), KV = c.kv_dim(), F = c.n_ff;
+    const uint64_t E = c.n_embd, V = c.n_vocab;
     TensorReader r(f, opts.check_finite);
     ModelWeights &w = model->weights;
     w.tok_embd = r.read("token_embd.weight", {E, V});
@@ -138,6 +137,32 @@ std::unique_ptr<Model> load_gguf_model(const std::string &path, const LoadOption
     c.tied_embeddings = w.output.empty();
     w.rope_freq_factors = r.read_optional("rope_freqs.weight", {(uint64_t)c.rope_dim / 2});
     w.layers.resize(c.n_layer);
+
+    ModelSource &s = model->source;
+    s.path = f.path();
+    s.file_bytes = static_cast<int64_t>(f.file_size());
+    s.gguf_version = static_cast<int32_t>(f.version());
+    std::set<std::string> types;
+    for (const auto &t : f.tensors()) {
+        s.n_params += static_cast<int64_t>(t.n_elements);
+        types.insert(gguf::tensor_type_name(t.type));
+    }
+    for (const auto &t : types) s.weight_types += (s.weight_types.empty() ? "" : ",") + t;
+    return model;
+}
+
+std::unique_ptr<Model> load_gguf_model(const gguf::File &f, const LoadOptions &opts) {
+    // A quantized-model file has the same metadata but no full-precision layers: name it rather than report its
+    // first missing weight.
+    FQ_CHECK(f.find("flatquant.format_version") == nullptr, FQ_STATUS_UNSUPPORTED,
+             "%s is a quantized-model file, not a full-precision GGUF model (fq_model_load reads both)",
+             f.path().c_str());
+    std::unique_ptr<Model> model = load_gguf_model_without_layers(f, opts);
+    ModelConfig &c = model->config;
+    const std::string &path = f.path();
+    const uint64_t E = c.n_embd, Q = c.q_dim(), KV = c.kv_dim(), F = c.n_ff;
+    TensorReader r(f, opts.check_finite);
+    ModelWeights &w = model->weights;
     for (int32_t l = 0; l < c.n_layer; ++l) {
         const std::string p = "blk." + std::to_string(l) + ".";
         LayerWeights &L = w.layers[l];
@@ -160,18 +185,12 @@ std::unique_ptr<Model> load_gguf_model(const std::string &path, const LoadOption
         L.w_up = r.read(p + "ffn_up.weight", {E, F});
         L.w_down = r.read(p + "ffn_down.weight", {F, E});
     }
-
-    ModelSource &s = model->source;
-    s.path = path;
-    s.file_bytes = static_cast<int64_t>(f.file_size());
-    s.gguf_version = static_cast<int32_t>(f.version());
-    std::set<std::string> types;
-    for (const auto &t : f.tensors()) {
-        s.n_params += static_cast<int64_t>(t.n_elements);
-        types.insert(gguf::tensor_type_name(t.type));
-    }
-    for (const auto &t : types) s.weight_types += (s.weight_types.empty() ? "" : ",") + t;
     return model;
+}
+
+std::unique_ptr<Model> load_gguf_model(const std::string &path, const LoadOptions &opts) {
+    std::unique_ptr<gguf::File> file = gguf::File::open(path);
+    return load_gguf_model(*file, opts);
 }
 
 }  // namespace fq

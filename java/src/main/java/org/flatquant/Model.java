@@ -1,7 +1,10 @@
 package org.flatquant;
 
+import static java.lang.foreign.ValueLayout.JAVA_BYTE;
+import static java.lang.foreign.ValueLayout.JAVA_DOUBLE;
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
 import static org.flatquant.bindings.flatquant_h.*;
 
 import java.lang.foreign.Arena;
@@ -9,6 +12,7 @@ import java.lang.foreign.MemorySegment;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Objects;
 import org.flatquant.bindings.fq_model_info;
 import org.flatquant.bindings.fq_model_options;
@@ -78,12 +82,19 @@ public final class Model extends NativeResource {
     /**
      * Loads a GGUF model (versions 2 and 3); quantized weights are dequantized to FP32.
      *
+     * <p>The file may also be a quantized-model file written by {@link #saveQuantized}: the model is then a quantized
+     * model ({@link ModelInfo#isQuantized()} and {@link ModelInfo#quantizedFile()} are true) that needs neither its
+     * full-precision model nor a calibration artifact. On the CPU it runs as the same fake-quantized model
+     * {@link #quantize} makes; on a CUDA engine a w4a4kv4 file runs with the real W4A4 kernels
+     * ({@link ModelInfo#evalEngine()} and {@link ModelInfo#sessionEngine()} say which engine runs what).
+     *
      * @param engine where the model runs; must stay open while the model is
-     * @param path the {@code .gguf} file
+     * @param path the {@code .gguf} file, or a quantized-model file
      * @return the model; close it
      * @throws NotFoundException when the file does not exist
      * @throws ModelFormatException when the file is truncated, corrupt or inconsistent
-     * @throws UnsupportedInputException when the architecture, a tensor type or the tokenizer is not supported
+     * @throws UnsupportedInputException when the architecture, a tensor type or the tokenizer is not supported, or
+     *     the quantized-model file has a newer format
      * @throws IllegalStateException when the engine is closed
      */
     public static Model load(Engine engine, Path path) {
@@ -207,34 +218,58 @@ public final class Model extends NativeResource {
         MemorySegment s = fq_model_info.allocate(call);
         fq_model_info_init(s);
         Native.check(fq_model_get_info(handle(), s, err), err);
-        return new ModelInfo(
-                Native.string(fq_model_info.architecture(s)),
-                Native.string(fq_model_info.name(s)),
-                Native.string(fq_model_info.tokenizer_model(s)),
-                Native.string(fq_model_info.tokenizer_pre(s)),
-                Native.string(fq_model_info.weight_types(s)),
-                fq_model_info.n_params(s),
-                fq_model_info.file_bytes(s),
-                fq_model_info.n_vocab(s),
-                fq_model_info.n_ctx_train(s),
-                fq_model_info.n_embd(s),
-                fq_model_info.n_layer(s),
-                fq_model_info.n_head(s),
-                fq_model_info.n_head_kv(s),
-                fq_model_info.head_dim(s),
-                fq_model_info.n_ff(s),
-                fq_model_info.rope_dim(s),
-                fq_model_info.bos_id(s),
-                fq_model_info.eos_id(s),
-                fq_model_info.add_bos(s) != 0,
-                fq_model_info.tied_embeddings(s) != 0,
-                fq_model_info.has_qkv_bias(s) != 0,
-                fq_model_info.rope_freq_base(s),
-                fq_model_info.rms_eps(s),
-                fq_model_info.gguf_version(s),
-                Native.string(fq_model_info.quant(s)),
-                Native.string(fq_model_info.method(s)),
-                Native.string(fq_model_info.weight_quantizer(s)));
+        return ModelInfo.of(s);
+    }
+
+    /**
+     * Saves this quantized model as a quantized-model file, without progress reports or cancellation. See
+     * {@link #saveQuantized(Path, ProgressListener, CancellationToken)}.
+     *
+     * @param path the file to write; its directory must exist
+     */
+    public void saveQuantized(Path path) {
+        saveQuantized(path, null, null);
+    }
+
+    /**
+     * Saves this quantized model (made by {@link #quantize}, or itself loaded from a quantized-model file) as a
+     * quantized-model file: a GGUF file with the full-precision model's metadata, tokenizer, embeddings, final norm
+     * and output projection as they were, and per layer the packed integer weight codes with their scales, the
+     * online transforms, the norms with the smoothing folded in and the learned clipping values
+     * ({@code docs/quantized-model-format.md}). {@link #load} reads it back, without the full-precision model or the
+     * calibration artifact, as a model that computes on the CPU exactly what this one computes.
+     *
+     * <p>The write is atomic: on any failure or cancellation the file at {@code path} is left as it was and no
+     * temporary file remains.
+     *
+     * @param path the file to write; its directory must exist
+     * @param listener stage {@code "save"} on the calling thread, may return false (or throw) to cancel; may be null
+     * @param cancellation a token that cancels the save from another thread; may be null
+     * @throws InvalidArgumentException when this model is full precision (quantize it first), or {@code path} names
+     *     a directory
+     * @throws NotFoundException when the directory of {@code path} does not exist
+     * @throws UnsupportedInputException when the weights are not quantized (16-bit weights, e.g. {@code w16a8}:
+     *     there are no integer codes to store)
+     * @throws NativeIoException when the file cannot be written
+     * @throws CancelledException when the listener or the token cancelled
+     * @throws IllegalStateException when this model or the token is closed
+     */
+    public void saveQuantized(Path path, ProgressListener listener, CancellationToken cancellation) {
+        Objects.requireNonNull(path, "path");
+        ensureOpen();
+        if (!info.isQuantized()) {
+            throw new InvalidArgumentException("the model is full precision: only a quantized model (made by "
+                    + "Model.quantize, or loaded from a quantized-model file) can be saved as a quantized-model file");
+        }
+        Path file = path.toAbsolutePath();
+        if (Files.isDirectory(file)) {
+            throw new InvalidArgumentException("the quantized-model path names a directory: " + path);
+        }
+        Path dir = file.getParent();
+        if (dir == null || !Files.isDirectory(dir)) {
+            throw new NotFoundException("the directory of the quantized-model file does not exist: " + dir);
+        }
+        SaveQuantizedCall.run(this, file, listener, cancellation);
     }
 
     /**
@@ -267,7 +302,7 @@ public final class Model extends NativeResource {
     }
 
     /**
-     * The file this model was loaded from; for a quantized model, its full-precision model's file.
+     * The file this model was loaded from; for a model made by {@link #quantize}, its full-precision model's file.
      *
      * @return an absolute path
      */
@@ -276,8 +311,8 @@ public final class Model extends NativeResource {
     }
 
     /**
-     * The SHA-256 of the model file (for a quantized model, of its full-precision model's file): what a calibration
-     * artifact records to refuse being applied to another model.
+     * The SHA-256 of the model file (for a model made by {@link #quantize}, of its full-precision model's file): what
+     * a calibration artifact records to refuse being applied to another model.
      *
      * @return 64 lowercase hex digits
      */
@@ -466,12 +501,11 @@ public final class Model extends NativeResource {
             MemorySegment err = Native.error(call);
             MemorySegment ctx = call.allocateFrom(JAVA_INT, context);
             MemorySegment cont = call.allocateFrom(JAVA_INT, continuation);
-            MemorySegment logprob = call.allocate(java.lang.foreign.ValueLayout.JAVA_DOUBLE);
+            MemorySegment logprob = call.allocate(JAVA_DOUBLE);
             MemorySegment greedy = call.allocate(JAVA_INT);
             Native.check(fq_model_loglikelihood(handle(), ctx, context.length, cont, continuation.length, logprob,
                     greedy, err), err);
-            return new LogLikelihood(logprob.get(java.lang.foreign.ValueLayout.JAVA_DOUBLE, 0),
-                    greedy.get(JAVA_INT, 0) != 0);
+            return new LogLikelihood(logprob.get(JAVA_DOUBLE, 0), greedy.get(JAVA_INT, 0) != 0);
         }
     }
 
@@ -487,7 +521,7 @@ public final class Model extends NativeResource {
      * @throws InvalidArgumentException when the lists differ in size, or a request is empty, too long or holds an id
      *     outside the vocabulary (the message names the request)
      */
-    public LogLikelihood[] loglikelihoods(java.util.List<int[]> contexts, java.util.List<int[]> continuations) {
+    public LogLikelihood[] loglikelihoods(List<int[]> contexts, List<int[]> continuations) {
         Objects.requireNonNull(contexts, "contexts");
         Objects.requireNonNull(continuations, "continuations");
         ensureOpen();
@@ -504,28 +538,27 @@ public final class Model extends NativeResource {
         try (Arena call = Arena.ofConfined()) {
             MemorySegment err = Native.error(call);
             MemorySegment tokens = call.allocate(JAVA_INT, Math.max(1, total));
-            MemorySegment offsets = call.allocate(java.lang.foreign.ValueLayout.JAVA_LONG, n + 1L);
-            MemorySegment nContext = call.allocate(java.lang.foreign.ValueLayout.JAVA_LONG, Math.max(1, n));
+            MemorySegment offsets = call.allocate(JAVA_LONG, n + 1L);
+            MemorySegment nContext = call.allocate(JAVA_LONG, Math.max(1, n));
             long at = 0;
             for (int i = 0; i < n; i++) {
                 int[] ctx = contexts.get(i);
                 int[] cont = continuations.get(i);
-                offsets.setAtIndex(java.lang.foreign.ValueLayout.JAVA_LONG, i, at);
-                nContext.setAtIndex(java.lang.foreign.ValueLayout.JAVA_LONG, i, ctx.length);
+                offsets.setAtIndex(JAVA_LONG, i, at);
+                nContext.setAtIndex(JAVA_LONG, i, ctx.length);
                 MemorySegment.copy(ctx, 0, tokens, JAVA_INT, at * Integer.BYTES, ctx.length);
                 at += ctx.length;
                 MemorySegment.copy(cont, 0, tokens, JAVA_INT, at * Integer.BYTES, cont.length);
                 at += cont.length;
             }
-            offsets.setAtIndex(java.lang.foreign.ValueLayout.JAVA_LONG, n, at);
-            MemorySegment logprob = call.allocate(java.lang.foreign.ValueLayout.JAVA_DOUBLE, Math.max(1, n));
+            offsets.setAtIndex(JAVA_LONG, n, at);
+            MemorySegment logprob = call.allocate(JAVA_DOUBLE, Math.max(1, n));
             MemorySegment greedy = call.allocate(JAVA_INT, Math.max(1, n));
             Native.check(fq_model_loglikelihood_batch(handle(), tokens, offsets, nContext, n, logprob, greedy, err),
                     err);
             LogLikelihood[] out = new LogLikelihood[n];
             for (int i = 0; i < n; i++) {
-                out[i] = new LogLikelihood(logprob.getAtIndex(java.lang.foreign.ValueLayout.JAVA_DOUBLE, i),
-                        greedy.getAtIndex(JAVA_INT, i) != 0);
+                out[i] = new LogLikelihood(logprob.getAtIndex(JAVA_DOUBLE, i), greedy.getAtIndex(JAVA_INT, i) != 0);
             }
             return out;
         }
@@ -579,7 +612,7 @@ public final class Model extends NativeResource {
                 status = fq_model_detokenize(handle(), ids, tokens.length, buf, capacity, n, err);
             }
             Native.check(status, err);
-            return buf.asSlice(0, n.get(C_LONG_LONG, 0)).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE);
+            return buf.asSlice(0, n.get(C_LONG_LONG, 0)).toArray(JAVA_BYTE);
         }
     }
 

@@ -1,5 +1,8 @@
 package org.flatquant;
 
+import java.lang.foreign.MemorySegment;
+import org.flatquant.bindings.fq_model_info;
+
 /**
  * What a model is: its architecture, sizes and tokenizer, as read from the model file.
  *
@@ -27,12 +30,22 @@ package org.flatquant;
  * @param ropeFreqBase the rotary embedding's base frequency
  * @param rmsEps the epsilon of the RMS norms
  * @param ggufVersion the GGUF format version of the file
- * @param quant the bit widths of a quantized model ({@link Model#quantize}), e.g. {@code "w4a4kv4"}; empty for a
- *     full-precision model
+ * @param quant the bit widths of a quantized model ({@link Model#quantize}, or a quantized-model file), e.g.
+ *     {@code "w4a4kv4"}; empty for a full-precision model
  * @param method the method of a quantized model, {@code "rtn"}, {@code "rotate"} or {@code "flatquant"}; empty for
  *     a full-precision model
  * @param weightQuantizer the weight quantizer of a quantized model, {@code "rtn"} or {@code "gptq"}; empty for a
  *     full-precision model
+ * @param quantizedFile whether the model was loaded from a quantized-model file ({@link Model#saveQuantized})
+ *     rather than quantized in memory or loaded in full precision
+ * @param evalEngine what runs whole-sequence evaluation (logits, log-likelihood, perplexity) of this model:
+ *     {@code "cpu"} (FP32 on the CPU, fake-quantized for a quantized model), {@code "cuda-fp32"} (a full-precision
+ *     model on the GPU), {@code "cuda-fakequant"} (a quantized model on the GPU in FP32) or {@code "cuda-w4a4"} (a
+ *     w4a4kv4 quantized-model file on the GPU: the real W4A4 kernels, INT4 weights and activations, 4-bit KV cache)
+ * @param sessionEngine what runs this model's {@link Session}s: {@code "cpu"}, {@code "cuda-w4a4"} (a w4a4kv4
+ *     quantized model on the GPU), {@code "cuda-fp16"} (a full-precision model on the GPU), or empty when no engine
+ *     can (on a GPU: other quantized models, or models with q/k/v biases); creating a session then throws
+ *     {@link UnsupportedInputException}
  * @since 0.1
  */
 public record ModelInfo(
@@ -62,14 +75,52 @@ public record ModelInfo(
         int ggufVersion,
         String quant,
         String method,
-        String weightQuantizer) {
+        String weightQuantizer,
+        boolean quantizedFile,
+        String evalEngine,
+        String sessionEngine) {
 
     /**
-     * Whether the model is a fake-quantized one made by {@link Model#quantize}.
+     * Whether the model is a quantized one: made by {@link Model#quantize}, or loaded from a quantized-model file.
      *
      * @return true when {@link #quant()} is not empty
      */
     public boolean isQuantized() {
         return !quant.isEmpty();
+    }
+
+    /** Copies an fq_model_info struct filled by fq_model_get_info. */
+    static ModelInfo of(MemorySegment s) {
+        return new ModelInfo(
+                Native.string(fq_model_info.architecture(s)),
+                Native.string(fq_model_info.name(s)),
+                Native.string(fq_model_info.tokenizer_model(s)),
+                Native.string(fq_model_info.tokenizer_pre(s)),
+                Native.string(fq_model_info.weight_types(s)),
+                fq_model_info.n_params(s),
+                fq_model_info.file_bytes(s),
+                fq_model_info.n_vocab(s),
+                fq_model_info.n_ctx_train(s),
+                fq_model_info.n_embd(s),
+                fq_model_info.n_layer(s),
+                fq_model_info.n_head(s),
+                fq_model_info.n_head_kv(s),
+                fq_model_info.head_dim(s),
+                fq_model_info.n_ff(s),
+                fq_model_info.rope_dim(s),
+                fq_model_info.bos_id(s),
+                fq_model_info.eos_id(s),
+                fq_model_info.add_bos(s) != 0,
+                fq_model_info.tied_embeddings(s) != 0,
+                fq_model_info.has_qkv_bias(s) != 0,
+                fq_model_info.rope_freq_base(s),
+                fq_model_info.rms_eps(s),
+                fq_model_info.gguf_version(s),
+                Native.string(fq_model_info.quant(s)),
+                Native.string(fq_model_info.method(s)),
+                Native.string(fq_model_info.weight_quantizer(s)),
+                fq_model_info.quantized_file(s) != 0,
+                Native.string(fq_model_info.eval_engine(s)),
+                Native.string(fq_model_info.session_engine(s)));
     }
 }

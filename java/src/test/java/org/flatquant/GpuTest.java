@@ -14,8 +14,11 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * The CUDA side as the Java API sees it on a machine with a GPU; skipped where fq_cuda_device_count() is 0. A CUDA
  * engine runs calibration and whole-sequence evaluation (logits, log-likelihood, perplexity) on its GPU, of
- * full-precision and quantized models alike; sessions are refused there (UNSUPPORTED) and run on a CPU engine. A
- * device that is not there is refused as unavailable. Machines without a GPU check DEVICE_UNAVAILABLE in ErrorsTest.
+ * full-precision and quantized models alike. Sessions on a GPU run the FP16 and W4A4 engines, whose kernels need
+ * head_dim 64 or 128: stories260K (head_dim 8) has no GPU session engine, so its sessions are refused there
+ * (UNSUPPORTED) and run on a CPU engine (the GPU sessions of a real model are tested natively,
+ * test_cuda_api_sessions.cpp). A device that is not there is refused as unavailable. Machines without a GPU check
+ * DEVICE_UNAVAILABLE in ErrorsTest.
  */
 @Tag("gpu")
 class GpuTest {
@@ -45,8 +48,11 @@ class GpuTest {
             assertEquals(expected, gm.perplexity(TestSupport.STORY, o).perplexity(), 1e-4 * expected);
             int[] ids = cm.tokenizer().encode("Once upon a time");
             ModelTest.assertClose(cm.logits(ids), gm.logits(ids), 1e-3f);
+            assertEquals("cuda-fp32", gm.info().evalEngine());
+            assertEquals("", gm.info().sessionEngine());
             UnsupportedInputException e = assertThrows(UnsupportedInputException.class, gm::newSession);
             assertEquals(Status.UNSUPPORTED, e.status());
+            assertTrue(e.getMessage().contains("head_dim 8"), e.getMessage());
         }
     }
 

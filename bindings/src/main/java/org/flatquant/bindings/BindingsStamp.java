@@ -26,7 +26,7 @@ public final class BindingsStamp {
     public static final String HEADER = "native/include/flatquant.h";
 
     /** SHA-256 of the header's bytes, 64 lowercase hex digits. */
-    public static final String HEADER_SHA256 = "223ba157a3afa0f24bb6d8ed5de7b8ede696ffea48ea3233c560f3f52e8ff6ce";
+    public static final String HEADER_SHA256 = "42957a374307a55f9d7abc0e4cbc2f810f562a77cdfc440147fd445330cfd8e0";
 
     /** The command that regenerates the bindings, run from the repository root. */
     public static final String REGENERATE = "python3 bindings/generate_bindings.py";
@@ -68,6 +68,7 @@ public final class BindingsStamp {
         "fq_calibrate",
         "fq_quantize_options_init",
         "fq_model_quantize",
+        "fq_model_save_quantized",
         "fq_session_options_init",
         "fq_session_create",
         "fq_session_free",

@@ -14,7 +14,7 @@ import static java.lang.foreign.ValueLayout.*;
 import static java.lang.foreign.MemoryLayout.PathElement.*;
 
 /**
- * The constants and functions of {@code native/include/flatquant.h} (sha256 223ba157a3afa0f24bb6d8ed5de7b8ede696ffea48ea3233c560f3f52e8ff6ce).
+ * The constants and functions of {@code native/include/flatquant.h} (sha256 42957a374307a55f9d7abc0e4cbc2f810f562a77cdfc440147fd445330cfd8e0).
  * Symbols resolve through {@link SymbolLookup#loaderLookup()}: the library must have been loaded with
  * {@code System.load} by a class of this class loader first; this class never loads it.
  */
@@ -2249,6 +2249,63 @@ public class flatquant_h {
                 traceDowncall("fq_model_quantize", base, opts, out, err);
             }
             return (int)mh$.invokeExact(base, opts, out, err);
+        } catch (Error | RuntimeException ex) {
+            throw ex;
+        } catch (Throwable ex$) {
+            throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class fq_model_save_quantized {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(flatquant_h.C_INT, flatquant_h.C_POINTER, flatquant_h.C_POINTER, flatquant_h.C_POINTER, flatquant_h.C_POINTER, flatquant_h.C_POINTER, flatquant_h.C_POINTER);
+
+        public static final MemorySegment ADDR = flatquant_h.findOrThrow("fq_model_save_quantized");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int32_t fq_model_save_quantized(const fq_model *model, const char *path, fq_progress_fn progress, void *progress_user_data, fq_cancel_token *cancel, fq_error *err)
+     * }
+     */
+    public static FunctionDescriptor fq_model_save_quantized$descriptor() {
+        return fq_model_save_quantized.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int32_t fq_model_save_quantized(const fq_model *model, const char *path, fq_progress_fn progress, void *progress_user_data, fq_cancel_token *cancel, fq_error *err)
+     * }
+     */
+    public static MethodHandle fq_model_save_quantized$handle() {
+        return fq_model_save_quantized.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int32_t fq_model_save_quantized(const fq_model *model, const char *path, fq_progress_fn progress, void *progress_user_data, fq_cancel_token *cancel, fq_error *err)
+     * }
+     */
+    public static MemorySegment fq_model_save_quantized$address() {
+        return fq_model_save_quantized.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int32_t fq_model_save_quantized(const fq_model *model, const char *path, fq_progress_fn progress, void *progress_user_data, fq_cancel_token *cancel, fq_error *err)
+     * }
+     */
+    public static int fq_model_save_quantized(MemorySegment model, MemorySegment path, MemorySegment progress, MemorySegment progress_user_data, MemorySegment cancel, MemorySegment err) {
+        var mh$ = fq_model_save_quantized.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("fq_model_save_quantized", model, path, progress, progress_user_data, cancel, err);
+            }
+            return (int)mh$.invokeExact(model, path, progress, progress_user_data, cancel, err);
         } catch (Error | RuntimeException ex) {
             throw ex;
         } catch (Throwable ex$) {

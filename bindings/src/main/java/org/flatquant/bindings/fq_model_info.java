@@ -44,6 +44,9 @@ import static java.lang.foreign.MemoryLayout.PathElement.*;
  *     char quant[16];
  *     char method[16];
  *     char weight_quantizer[8];
+ *     int32_t quantized_file;
+ *     char eval_engine[24];
+ *     char session_engine[24];
  * }
  * }
  */
@@ -83,12 +86,14 @@ public class fq_model_info {
         MemoryLayout.sequenceLayout(16, flatquant_h.C_CHAR).withName("quant"),
         MemoryLayout.sequenceLayout(16, flatquant_h.C_CHAR).withName("method"),
         MemoryLayout.sequenceLayout(8, flatquant_h.C_CHAR).withName("weight_quantizer"),
-        MemoryLayout.paddingLayout(4)
+        flatquant_h.C_INT.withName("quantized_file"),
+        MemoryLayout.sequenceLayout(24, flatquant_h.C_CHAR).withName("eval_engine"),
+        MemoryLayout.sequenceLayout(24, flatquant_h.C_CHAR).withName("session_engine")
     ).withName("fq_model_info");
 
     static {
         // libclang's size of struct fq_model_info; a mismatch means the layout above is wrong
-        if ($LAYOUT.byteSize() != 408L) throw new AssertionError("fq_model_info: layout size");
+        if ($LAYOUT.byteSize() != 456L) throw new AssertionError("fq_model_info: layout size");
     }
 
     /**
@@ -1600,6 +1605,206 @@ public class fq_model_info {
      */
     public static void weight_quantizer(MemorySegment struct, long index0, byte fieldValue) {
         weight_quantizer$ELEM_HANDLE.set(struct, 0L, index0, fieldValue);
+    }
+
+    private static final OfInt quantized_file$LAYOUT = (OfInt)$LAYOUT.select(groupElement("quantized_file"));
+
+    /**
+     * Layout for field:
+     * {@snippet lang=c :
+     * int32_t quantized_file
+     * }
+     */
+    public static final OfInt quantized_file$layout() {
+        return quantized_file$LAYOUT;
+    }
+
+    private static final long quantized_file$OFFSET = 404;
+
+    /**
+     * Offset for field:
+     * {@snippet lang=c :
+     * int32_t quantized_file
+     * }
+     */
+    public static final long quantized_file$offset() {
+        return quantized_file$OFFSET;
+    }
+
+    /**
+     * Getter for field:
+     * {@snippet lang=c :
+     * int32_t quantized_file
+     * }
+     */
+    public static int quantized_file(MemorySegment struct) {
+        return struct.get(quantized_file$LAYOUT, quantized_file$OFFSET);
+    }
+
+    /**
+     * Setter for field:
+     * {@snippet lang=c :
+     * int32_t quantized_file
+     * }
+     */
+    public static void quantized_file(MemorySegment struct, int fieldValue) {
+        struct.set(quantized_file$LAYOUT, quantized_file$OFFSET, fieldValue);
+    }
+
+    private static final SequenceLayout eval_engine$LAYOUT = (SequenceLayout)$LAYOUT.select(groupElement("eval_engine"));
+
+    /**
+     * Layout for field:
+     * {@snippet lang=c :
+     * char eval_engine[24]
+     * }
+     */
+    public static final SequenceLayout eval_engine$layout() {
+        return eval_engine$LAYOUT;
+    }
+
+    private static final long eval_engine$OFFSET = 408;
+
+    /**
+     * Offset for field:
+     * {@snippet lang=c :
+     * char eval_engine[24]
+     * }
+     */
+    public static final long eval_engine$offset() {
+        return eval_engine$OFFSET;
+    }
+
+    /**
+     * Getter for field (a slice of the struct, no copy):
+     * {@snippet lang=c :
+     * char eval_engine[24]
+     * }
+     */
+    public static MemorySegment eval_engine(MemorySegment struct) {
+        return struct.asSlice(eval_engine$OFFSET, eval_engine$LAYOUT.byteSize());
+    }
+
+    /**
+     * Setter for field:
+     * {@snippet lang=c :
+     * char eval_engine[24]
+     * }
+     */
+    public static void eval_engine(MemorySegment struct, MemorySegment fieldValue) {
+        MemorySegment.copy(fieldValue, 0L, struct, eval_engine$OFFSET, eval_engine$LAYOUT.byteSize());
+    }
+
+    private static final long[] eval_engine$DIMS = { 24 };
+
+    /**
+     * Dimensions for array field:
+     * {@snippet lang=c :
+     * char eval_engine[24]
+     * }
+     */
+    public static long[] eval_engine$dimensions() {
+        return eval_engine$DIMS.clone();
+    }
+
+    private static final VarHandle eval_engine$ELEM_HANDLE = $LAYOUT.varHandle(groupElement("eval_engine"), sequenceElement());
+
+    /**
+     * Indexed getter for field:
+     * {@snippet lang=c :
+     * char eval_engine[24]
+     * }
+     */
+    public static byte eval_engine(MemorySegment struct, long index0) {
+        return (byte)eval_engine$ELEM_HANDLE.get(struct, 0L, index0);
+    }
+
+    /**
+     * Indexed setter for field:
+     * {@snippet lang=c :
+     * char eval_engine[24]
+     * }
+     */
+    public static void eval_engine(MemorySegment struct, long index0, byte fieldValue) {
+        eval_engine$ELEM_HANDLE.set(struct, 0L, index0, fieldValue);
+    }
+
+    private static final SequenceLayout session_engine$LAYOUT = (SequenceLayout)$LAYOUT.select(groupElement("session_engine"));
+
+    /**
+     * Layout for field:
+     * {@snippet lang=c :
+     * char session_engine[24]
+     * }
+     */
+    public static final SequenceLayout session_engine$layout() {
+        return session_engine$LAYOUT;
+    }
+
+    private static final long session_engine$OFFSET = 432;
+
+    /**
+     * Offset for field:
+     * {@snippet lang=c :
+     * char session_engine[24]
+     * }
+     */
+    public static final long session_engine$offset() {
+        return session_engine$OFFSET;
+    }
+
+    /**
+     * Getter for field (a slice of the struct, no copy):
+     * {@snippet lang=c :
+     * char session_engine[24]
+     * }
+     */
+    public static MemorySegment session_engine(MemorySegment struct) {
+        return struct.asSlice(session_engine$OFFSET, session_engine$LAYOUT.byteSize());
+    }
+
+    /**
+     * Setter for field:
+     * {@snippet lang=c :
+     * char session_engine[24]
+     * }
+     */
+    public static void session_engine(MemorySegment struct, MemorySegment fieldValue) {
+        MemorySegment.copy(fieldValue, 0L, struct, session_engine$OFFSET, session_engine$LAYOUT.byteSize());
+    }
+
+    private static final long[] session_engine$DIMS = { 24 };
+
+    /**
+     * Dimensions for array field:
+     * {@snippet lang=c :
+     * char session_engine[24]
+     * }
+     */
+    public static long[] session_engine$dimensions() {
+        return session_engine$DIMS.clone();
+    }
+
+    private static final VarHandle session_engine$ELEM_HANDLE = $LAYOUT.varHandle(groupElement("session_engine"), sequenceElement());
+
+    /**
+     * Indexed getter for field:
+     * {@snippet lang=c :
+     * char session_engine[24]
+     * }
+     */
+    public static byte session_engine(MemorySegment struct, long index0) {
+        return (byte)session_engine$ELEM_HANDLE.get(struct, 0L, index0);
+    }
+
+    /**
+     * Indexed setter for field:
+     * {@snippet lang=c :
+     * char session_engine[24]
+     * }
+     */
+    public static void session_engine(MemorySegment struct, long index0, byte fieldValue) {
+        session_engine$ELEM_HANDLE.set(struct, 0L, index0, fieldValue);
     }
 
     /**

@@ -51,6 +51,11 @@ final class Args {
         return a;
     }
 
+    /** The command these options belong to, for messages. */
+    String command() {
+        return command;
+    }
+
     boolean has(String name) {
         return values.containsKey(name);
     }

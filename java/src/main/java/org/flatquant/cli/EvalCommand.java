@@ -30,9 +30,10 @@ import org.flatquant.eval.TaskResult;
  */
 final class EvalCommand {
     static final String USAGE = """
-            usage: flatquant eval --model M.gguf --tasks LIST [--limit N] [--json] [--samples FILE]
-                                  [--data DIR] [--bos|--no-bos] [--quiet] [--threads N] [--device D]
-                                  [--quant Q] [--method M] [--artifact A] [--seed S]
+            usage: flatquant eval (--model M.gguf [--quant Q] [--method M] [--artifact A] [--seed S]
+                                  | --quantized Q.gguf) --tasks LIST [--limit N] [--json]
+                                  [--samples FILE] [--data DIR] [--bos|--no-bos] [--quiet]
+                                  [--threads N] [--device D]
 
             Zero-shot accuracy, scored as lm-evaluation-harness scores it (log-likelihood of each choice
             after the context; acc_norm divides by the choice's length in characters; LAMBADA's acc is
@@ -55,11 +56,13 @@ final class EvalCommand {
               --artifact A      a calibration artifact of the model (flatquant calibrate); --quant and
                                 --method then default to the artifact's
               --seed S          the rotations of --method rotate without --artifact (default 0)
+              --quantized Q     evaluate a quantized-model file (flatquant quantize) instead of --model;
+                                it takes none of --quant, --method, --artifact, --seed
 
             The table shows acc and acc_norm with lm-eval's standard errors, and two averages over the
             tasks: of acc, and of acc_norm where the task has it and acc otherwise (QuaRot/FlatQuant's
             convention). --json adds "quant", "method", "weight_quantizer" and "artifact" (null for the
-            full-precision model).""";
+            full-precision model), "quantized_file", "eval_engine" and "session_engine".""";
 
     private final PrintStream out;
     private final PrintStream err;
@@ -77,7 +80,7 @@ final class EvalCommand {
             }
         }
         Set<String> withValue = new java.util.HashSet<>(
-                Set.of("--model", "--threads", "--device", "--tasks", "--limit", "--data", "--samples"));
+                Set.of("--threads", "--device", "--tasks", "--limit", "--data", "--samples"));
         withValue.addAll(QuantFlags.options("--seed"));
         Args a = Args.parse("eval", args, 1, withValue, Set.of("--json", "--bos", "--no-bos", "--quiet"));
         QuantFlags quant = QuantFlags.parse(a, "--seed");
@@ -88,10 +91,7 @@ final class EvalCommand {
         List<Task> tasks = parseTasks(a.required("--tasks"));
         int limit = a.intValue("--limit", 0, 1, Integer.MAX_VALUE);
         Path dataDir = a.has("--data") ? Path.of(a.required("--data")) : TaskData.defaultDir();
-        Path modelPath = Path.of(a.required("--model"));
-        if (!Files.exists(modelPath)) {
-            throw new Main.CliException("model file not found: " + modelPath);
-        }
+        Path modelPath = quant.existingPath();
 
         // Every file is read before the model loads: a missing or malformed task file fails fast.
         List<List<TaskItem>> items = new ArrayList<>();
@@ -107,7 +107,7 @@ final class EvalCommand {
         List<TaskResult> results = new ArrayList<>();
         String sha;
         ModelInfo info;
-        try (Engine engine = Main.engine(a); Model model = quant.load(engine, modelPath, null)) {
+        try (Engine engine = Main.engine(a); Model model = quant.load(engine, null)) {
             sha = model.fingerprint();
             info = model.info();
             Evaluator evaluator = new Evaluator(model, bos);

@@ -3,7 +3,10 @@ package org.flatquant.cli;
 import java.util.LinkedHashMap;
 import java.util.Map;
 
-/** Writes one flat JSON object; enough for the CLI's machine-readable output, no dependency needed. */
+/**
+ * Writes one flat JSON object (numbers, strings, booleans, arrays of numbers); enough for the CLI's machine-readable
+ * output, no dependency needed.
+ */
 final class Json {
     private final Map<String, String> fields = new LinkedHashMap<>();
 
@@ -32,6 +35,16 @@ final class Json {
     /** An integer, or null for "none". */
     Json putInteger(String key, Long value) {
         fields.put(key, value == null ? "null" : value.toString());
+        return this;
+    }
+
+    /** An array of numbers; non-finite ones become null, as in {@link #put(String, double)}. */
+    Json putNumbers(String key, double[] values) {
+        StringBuilder sb = new StringBuilder("[");
+        for (int i = 0; i < values.length; i++) {
+            sb.append(i == 0 ? "" : ", ").append(Double.isFinite(values[i]) ? Double.toString(values[i]) : "null");
+        }
+        fields.put(key, sb.append(']').toString());
         return this;
     }
 

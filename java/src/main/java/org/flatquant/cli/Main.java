@@ -5,7 +5,6 @@ import java.io.FileOutputStream;
 import java.io.PrintStream;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
@@ -26,31 +25,37 @@ import org.flatquant.cli.Args.UsageException;
 
 /**
  * The {@code flatquant} command line: {@code info}, {@code ppl}, {@code generate}, {@code calibrate},
- * {@code eval} and {@code serve} on the Java API. Exit status: 0 on success, 1 on an error (message on stderr), 2 on
- * a malformed command line (with the usage), 130 when a calibration was cancelled (Ctrl-C).
+ * {@code quantize}, {@code eval}, {@code bench} and {@code serve} on the Java API. Exit status: 0 on success, 1 on an
+ * error (message on stderr), 2 on a malformed command line (with the usage), 130 when a calibration or a
+ * quantization was cancelled (Ctrl-C).
  */
 public final class Main {
     static final String USAGE = """
             usage: flatquant <command> [options]
 
-            commands:
-              info      --model M.gguf [--json] [QUANT]
-                        the model's architecture, sizes and tokenizer (and quantization with QUANT)
-              ppl       --model M.gguf --text FILE|wikitext2-test|wikitext2-validation|c4
-                        [--seqlen 2048] [--max-chunks N] [--bos|--no-bos] [--json] [--quiet] [QUANT]
+            commands (MODEL is --model M.gguf [QUANT], or --quantized Q.gguf):
+              info      MODEL [--json]
+                        the model's architecture, sizes, tokenizer, quantization and engines
+              ppl       MODEL --text FILE|wikitext2-test|wikitext2-validation|c4
+                        [--seqlen 2048] [--max-chunks N] [--bos|--no-bos] [--json] [--quiet]
                         perplexity over non-overlapping windows of --seqlen tokens (a plain FILE is read
                         as UTF-8 as is; wikitext2-* and c4 are rebuilt from the data directory, which is
                         -Dflatquant.data.dir or ./data; c4 is evaluated on its first 256 windows)
-              generate  --model M.gguf --prompt TEXT [--max-tokens 128]
-                        [--temperature T] [--top-p P] [--top-k K] [--seed S] [QUANT]
+              generate  MODEL --prompt TEXT [--max-tokens 128]
+                        [--temperature T] [--top-p P] [--top-k K] [--seed S]
                         streams the continuation of TEXT to stdout (greedy unless --temperature > 0)
               calibrate --model M.gguf --out A [--quant w4a4kv4] [--method flatquant|rotate|rtn]
                         [--weights rtn|gptq] [--calib-text wikitext2-validation] [--epochs 15]
                         [--samples 128] [--seqlen 2048] [--batch 4] [--lr 5e-3] [--seed 0] [--json]
                         FlatQuant calibration into the artifact A (calibrate --help)
-              eval      --model M.gguf --tasks piqa,arc_easy,... [--limit N] [--json] [QUANT]
+              quantize  --model M.gguf QUANT --out Q.gguf [--json] [--quiet]
+                        writes the quantized model as a quantized-model file, which --quantized
+                        loads without M.gguf or the artifact (quantize --help)
+              eval      MODEL --tasks piqa,arc_easy,... [--limit N] [--json]
                         zero-shot accuracy scored as lm-evaluation-harness does (eval --help)
-              serve     --model M.gguf [--port 8080]
+              bench     MODEL [--prompt-tokens 512] [--gen-tokens 128] [--repeat 3] [--json]
+                        session speed: prefill tokens/s and greedy decode ms/token (bench --help)
+              serve     --model M.gguf | --quantized Q.gguf [--port 8080]
                         an OpenAI-compatible HTTP service (serve --help)
 
             QUANT: run a fake-quantized model instead of the full-precision one
@@ -59,20 +64,24 @@ public final class Main {
               --method M          rtn (the default), rotate, or flatquant (needs --artifact)
               --artifact A        a calibration artifact of the model (from calibrate); --quant and
                                   --method then default to the artifact's
-              --seed S            (ppl, eval, info) the rotations of --method rotate without --artifact;
-                                  generate calls it --quant-seed (its --seed is the sampler's)
-            --json output has "quant", "method", "weight_quantizer" and "artifact": null for a
-            full-precision model.
+              --seed S            (ppl, eval, info, quantize, bench) the rotations of --method rotate
+                                  without --artifact; generate calls it --quant-seed (its --seed is the
+                                  sampler's)
+            --quantized Q.gguf: a quantized-model file (from quantize), already quantized: it takes
+              neither --model nor QUANT.
+            --json output has "quant", "method", "weight_quantizer" and "artifact" (null for a
+            full-precision model), "quantized_file", "eval_engine" and "session_engine".
 
             options of every command:
               --threads N         CPU worker threads (0 = one per core, the default)
-              --device D          cpu (default), cuda or cuda:N; on a GPU, calibration and whole-sequence
-                                  evaluation (ppl, eval) run there, generation is refused
+              --device D          cpu (default), cuda or cuda:N; on a GPU, calibration, whole-sequence
+                                  evaluation (ppl, eval) and sessions (generate, bench, serve) run there
               -h, --help          this text
 
-            exit status: 0 success, 1 error, 2 malformed command line, 130 cancelled (calibrate)""";
+            exit status: 0 success, 1 error, 2 malformed command line, 130 cancelled (calibrate,
+            quantize)""";
 
-    private static final Set<String> COMMON = Set.of("--model", "--threads", "--device");
+    private static final Set<String> COMMON = Set.of("--threads", "--device");
 
     private final PrintStream out;
     private final PrintStream err;
@@ -123,6 +132,8 @@ public final class Main {
                 case "ppl" -> m.ppl(args);
                 case "generate" -> m.generate(args);
                 case "calibrate" -> new CalibrateCommand(out, err).run(args);
+                case "quantize" -> new QuantizeCommand(out, err).run(args);
+                case "bench" -> new BenchCommand(out, err).run(args);
                 case "eval" -> new EvalCommand(out, err).run(args);
                 case "serve" -> { return ServeCommand.run(args, out, err); }
                 default -> throw new UsageException("unknown command '" + args[0] + "'");
@@ -186,14 +197,6 @@ public final class Main {
         throw new UsageException("--device must be cpu, cuda or cuda:N, got '" + device + "'");
     }
 
-    private static Path modelPath(Args a) {
-        Path p = Path.of(a.required("--model"));
-        if (!Files.exists(p)) {
-            throw new CliException("model file not found: " + p);
-        }
-        return p;
-    }
-
     // ---- info -------------------------------------------------------------------------------------------------
 
     private void info(String[] args) {
@@ -203,8 +206,8 @@ public final class Main {
         }
         Args a = Args.parse("info", args, 1, with(COMMON, QuantFlags.options("--seed")), Set.of("--json"));
         QuantFlags quant = QuantFlags.parse(a, "--seed");
-        Path path = modelPath(a);
-        try (Engine engine = engine(a); Model model = quant.load(engine, path, null)) {
+        Path path = quant.existingPath();
+        try (Engine engine = engine(a); Model model = quant.load(engine, null)) {
             ModelInfo i = model.info();
             String sha = model.fingerprint();
             if (a.has("--json")) {
@@ -252,7 +255,7 @@ public final class Main {
             if (i.isQuantized()) {
                 out.printf("quantization    %s%n", quant.describe(i));
             }
-            out.printf("engine          %s%n", engine);
+            out.printf("engine          %s: %s%n", engine, QuantFlags.engines(i));
         }
     }
 
@@ -273,7 +276,7 @@ public final class Main {
         Bos bos = a.has("--bos") ? Bos.YES : a.has("--no-bos") ? Bos.NO : Bos.DEFAULT;
         String textArg = a.required("--text");
         QuantFlags quant = QuantFlags.parse(a, "--seed");
-        Path path = modelPath(a);
+        Path path = quant.existingPath();
         Texts.Text t = Texts.forEvaluation(textArg);
         String text = t.content();
         if (t.maxChunks() > 0) {
@@ -282,7 +285,7 @@ public final class Main {
         }
 
         ProgressBar bar = a.has("--quiet") ? null : new ProgressBar(err);
-        try (Engine engine = engine(a); Model model = quant.load(engine, path, bar)) {
+        try (Engine engine = engine(a); Model model = quant.load(engine, bar)) {
             int ctx = model.info().contextLength();
             if (seqlen > ctx) {
                 throw new CliException("--seqlen " + seqlen + " exceeds the model's context length of " + ctx
@@ -317,6 +320,7 @@ public final class Main {
             }
             out.printf("model       %s%n", path);
             out.printf("quant       %s%n", quant.describe(model.info()));
+            out.printf("engine      %s, %s%n", model.info().evalEngine(), engine);
             out.printf("text        %s (%,d characters, sha256 %s)%n", textArg, text.codePointCount(0, text.length()),
                     sha);
             if (!t.name().equals(t.file().toString())) {
@@ -363,11 +367,11 @@ public final class Main {
         if (!(topP > 0 && topP <= 1)) {
             throw new UsageException("--top-p must be in (0, 1], got " + topP);
         }
-        Path path = modelPath(a);
+        quant.existingPath();
         GenerationOptions options = GenerationOptions.sampled(maxTokens, (float) temperature, (float) topP, topK,
                 seed);
         try (Engine engine = engine(a);
-             Model model = quant.load(engine, path, null);
+             Model model = quant.load(engine, null);
              Session session = model.newSession()) {
             int[] ids = model.tokenizer().encode(prompt, Bos.DEFAULT);
             long t0 = System.nanoTime();

@@ -2,7 +2,6 @@ package org.flatquant.cli;
 
 import java.io.IOException;
 import java.io.PrintStream;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Set;
@@ -20,9 +19,12 @@ import org.flatquant.serve.ServerConfig;
 public final class ServeCommand {
     static final String USAGE = """
             usage: flatquant serve --model M.gguf [options]
+                   flatquant serve --quantized Q.gguf [options]
 
             An OpenAI-compatible HTTP service: POST /v1/completions, POST /v1/chat/completions (both stream
             with "stream": true), GET /v1/models, GET /health. Stops gracefully on Ctrl-C or SIGTERM.
+
+            --quantized Q.gguf serves a quantized-model file (flatquant quantize) instead of --model.
 
             options:
               --host H               address to bind (default 127.0.0.1: this machine only)
@@ -45,9 +47,9 @@ public final class ServeCommand {
             exit status: 130 or 143 after Ctrl-C or SIGTERM (the JVM's status for the signal; the shutdown
             itself is graceful), 1 error, 2 malformed command line""";
 
-    private static final Set<String> OPTIONS = Set.of("--model", "--host", "--port", "--device", "--threads",
-            "--sessions", "--ctx", "--max-prompt-tokens", "--max-tokens", "--max-concurrent", "--max-body-bytes",
-            "--heartbeat-ms", "--grace-seconds", "--model-id", "--chat-format");
+    private static final Set<String> OPTIONS = Set.of("--model", "--quantized", "--host", "--port", "--device",
+            "--threads", "--sessions", "--ctx", "--max-prompt-tokens", "--max-tokens", "--max-concurrent",
+            "--max-body-bytes", "--heartbeat-ms", "--grace-seconds", "--model-id", "--chat-format");
 
     private ServeCommand() {
     }
@@ -118,10 +120,8 @@ public final class ServeCommand {
             throw new UsageException("--chat-format must be auto, chatml or plain, got '"
                     + a.get("--chat-format", "") + "'");
         }
-        Path path = Path.of(a.required("--model"));
-        if (!Files.exists(path)) {
-            throw new CliException("model file not found: " + path);
-        }
+        // serve takes no QUANT flags (Args refuses them), so this only chooses between --model and --quantized.
+        Path path = QuantFlags.parse(a, "--seed").existingPath();
         Engine engine = Main.engine(a);
         ModelBackend backend;
         try {
