@@ -9,6 +9,7 @@
 // apply_gptq_codes form; everything else is FP32 copied as is.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -49,7 +50,7 @@ bool is_base_tensor(const std::string &name);
 
 // Writes qm (weights quantized, w <= 8 bits) as a quantized-model file. The base model's metadata and non-layer
 // tensors are copied from its file (qm.base->source.path), which must still be the file it was loaded from. The write
-// is atomic: path.tmp.<pid> in the same directory, fsync, rename; on any failure or cancellation the temporary file
+// is atomic: path.tmp.<pid>.<n> in the same directory, fsync, rename; on any failure or cancellation the temporary file
 // is removed and path is left as it was. progress gets stage "save" once per tensor.
 // Throws INVALID_ARGUMENT (weights not quantized, an empty path), UNSUPPORTED (weights of 16 bits, widths the format
 // cannot name, odd rows at 4 bits or less), IO (cannot create, write or rename; the base file changed), MODEL_FORMAT
