@@ -2,8 +2,8 @@
 // fake-quantized model, and tokens per second of W4A4 against the FP16 engine of the same kernels, in one run.
 //
 //   bench_engine --model M.gguf --text wikitext2-test.txt [--artifact A | --method rotate|rtn] [--ppl-windows N]
-//                [--batches 1,8,32] [--prompt 512] [--gen 64]
-//   bench_engine --random-7b [--layers 32] [--batches ...] [--prompt ...] [--gen ...]
+//                [--batches 1,8,32] [--prompt 512] [--gen 64] [--graphs]
+//   bench_engine --random-7b [--layers 32] [--batches ...] [--prompt ...] [--gen ...] [--graphs]
 //
 // Accuracy (with --model and --text): perplexity at seqlen 2048 over the text's windows of
 //   - the fake-quantized model on the GPU (FP32, quant::quantized_forward's twin: the calibration's numbers),
@@ -11,7 +11,8 @@
 //   - full precision in FP32 on the GPU and the FP16 engine.
 // Speed: for each batch size B, prefill of B prompts of --prompt tokens (one step call), then --gen single-token
 // decode steps; every step returns with the logits of each sequence on the host (what a session pays). Both engines
-// use cuBLAS for FP16 products (the FP16 engine's layers, both engines' output projection).
+// use cuBLAS for FP16 products (the FP16 engine's layers, both engines' output projection). --graphs repeats the
+// timing with every decode step captured as a CUDA graph.
 // --random-7b: a LLaMA-2-7B-shaped model (E 4096, F 11008, 32 heads of 128, vocab 32000) with random weights and
 // random orthogonal transforms, for speed only.
 #include <cublas_v2.h>
@@ -58,7 +59,7 @@ using Clock = std::chrono::steady_clock;
 
 struct Args {
     std::string model, text, artifact, method = "rotate";
-    bool random_7b = false;
+    bool random_7b = false, graphs = false;
     int layers = 32;
     int64_t ppl_windows = -1, prompt = 512, gen = 64;
     std::vector<int> batches{1, 8, 32};
@@ -88,6 +89,7 @@ Args parse(int argc, char **argv) {
         else if (k == "--artifact") a.artifact = val();
         else if (k == "--method") a.method = val();
         else if (k == "--random-7b") a.random_7b = true;
+        else if (k == "--graphs") a.graphs = true;
         else if (k == "--layers") a.layers = std::atoi(val().c_str());
         else if (k == "--ppl-windows") a.ppl_windows = std::atoll(val().c_str());
         else if (k == "--prompt") a.prompt = std::atoll(val().c_str());
@@ -150,7 +152,7 @@ void time_engine(DecoderEngine &e, const Args &a, const char *label) {
         try {
             cache = e.make_cache(B, cap);
         } catch (const fq::Error &err) {
-            std::printf("%-10s B=%-3d skipped: %s\n", label, B, err.what());
+            std::printf("%-11s B=%-3d skipped: %s\n", label, B, err.what());
             continue;
         }
         std::vector<int32_t> prompt(static_cast<size_t>(B * a.prompt)), next(static_cast<size_t>(B));
@@ -175,7 +177,7 @@ void time_engine(DecoderEngine &e, const Args &a, const char *label) {
         }
         std::sort(steps.begin(), steps.end());
         const double med = steps[steps.size() / 2];
-        std::printf("%-10s B=%-3d prefill %6lld tok: %9.2f ms (%9.0f tok/s) | decode at KV %lld..%lld: median "
+        std::printf("%-11s B=%-3d prefill %6lld tok: %9.2f ms (%9.0f tok/s) | decode at KV %lld..%lld: median "
                     "%7.3f ms/step (%8.0f tok/s), p90 %7.3f ms\n",
                     label, B, (long long)(B * a.prompt), prefill_ms, 1e3 * B * a.prompt / prefill_ms,
                     (long long)a.prompt, (long long)cap, med, 1e3 * B / med, steps[steps.size() * 9 / 10]);
@@ -290,6 +292,12 @@ int main(int argc, char **argv) {
         }
         time_engine(*f16, a, "fp16");
         time_engine(*w4, a, "w4a4");
+        if (a.graphs) {  // the same with each decode step captured as a CUDA graph (what that costs or saves)
+            f16->set_decode_graphs(true);
+            w4->set_decode_graphs(true);
+            time_engine(*f16, a, "fp16-graph");
+            time_engine(*w4, a, "w4a4-graph");
+        }
         cublasDestroy(blas);
     } catch (const fq::Error &e) {
         std::fprintf(stderr, "bench_engine: %s\n", e.what());

@@ -11,7 +11,7 @@
 // error, e.g. a transform applied on the wrong side, lands at or beyond the quantization error), and pick the same
 // next token at most positions.
 //
-// Also: sessions (prefill then decode) equal whole-sequence evaluation, a batch of two sequences equals each alone,
+// Also: sessions (prefill then decode) equal whole-sequence evaluation, decode steps as CUDA graphs equal eager ones, a batch of two sequences equals each alone,
 // refused ids and full caches leave the cache as it was, and unsupported schemes are refused. Skipped without a GPU.
 #ifdef FQ_HAVE_CUDA
 
@@ -164,6 +164,7 @@ TEST_F(CudaDecoderEngine, SessionStepsEqualWholeSequenceEvaluation) {
     auto qm = quantized("rotate", "w4a4kv4");
     for (int which = 0; which < 2; ++which) {
         auto e = which == 0 ? cuda::DecoderEngine::w4a4(*qm, 0) : cuda::DecoderEngine::f16(*model_, 0);
+        e->set_decode_graphs(true);
         const auto tok = random_ids(70, V, 9);
         const auto whole = engine_logits(*e, tok, V);
         // Prefill 64 tokens (the prefill kernels), then six single steps (decode kernels: GEMV, split-K attention).
@@ -176,6 +177,15 @@ TEST_F(CudaDecoderEngine, SessionStepsEqualWholeSequenceEvaluation) {
             worst = std::max(worst, rms_diff(last.data(), whole.data() + static_cast<size_t>(i) * V, V) / rms(whole));
         }
         EXPECT_EQ(cache->position(), 70);
+        // The decode steps above ran as CUDA graphs (all but the first); eagerly they compute the same bits.
+        {
+            e->set_decode_graphs(false);
+            auto eager = e->make_cache(1, 128);
+            std::vector<float> l2(static_cast<size_t>(V));
+            e->step(*eager, tok.data(), 64, l2.data());
+            for (int i = 64; i < 70; ++i) e->step(*eager, tok.data() + i, 1, l2.data());
+            EXPECT_EQ(rms_diff(last.data(), l2.data(), V), 0.0) << e->name() << ": graph and eager steps differ";
+        }
         std::printf("%s: session vs whole sequence, worst row rms diff %.3e\n", e->name(), worst);
         // The same arithmetic but for attention's summation order (prefill tiles vs split-K decode) and, W4A4, the
         // INT4 boundary flips that order can cause.

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -91,6 +92,10 @@ class DecoderEngine final : public WindowEvaluator {
     void step(EngineCache &cache, const int32_t *tokens, int64_t n_new, float *logits_last);
     // Synchronizes the engine's stream (for timing from outside).
     void synchronize();
+    // Whether single-token steps run as a CUDA graph, captured and updated every step (off by default: slower than
+    // eager launches on an H100, see decoder_engine.cpp; FQ_ENGINE_GRAPHS=1 in the environment turns it on at
+    // creation). The results are the same either way.
+    void set_decode_graphs(bool on);
 
     // WindowEvaluator: windows run as a batch of sequences from position 0 through a cache of seq_len.
     void forward(const int32_t *tokens, int64_t n_seq, int64_t seq_len, const WindowLogitsSink &sink) override;
@@ -102,9 +107,13 @@ class DecoderEngine final : public WindowEvaluator {
 
   private:
     explicit DecoderEngine(std::unique_ptr<Impl> impl);
-    // Runs the layers over the cache and leaves the final-normed rows in the workspace; rows_out: the rows whose
-    // logits come next (last token of each sequence, or all).
+    // Runs the layers over the cache (the residual stream of every new row is left in the engine's h buffer) and
+    // advances the cache.
     void run_layers(EngineCache &cache, const int32_t *tokens, int64_t n_new);
+    // The parts of a step: checks, buffers and the token upload (before any capture), then the kernels.
+    void prepare_step(EngineCache &cache, const int32_t *tokens, int64_t n_new);
+    void enqueue_layers(EngineCache &cache, int64_t n_new);
+    void run_as_graph(const std::function<void()> &enqueue);
     std::unique_ptr<Impl> impl_;
 };
 

@@ -178,6 +178,46 @@ __global__ void __launch_bounds__(256) gemm_f16_kernel(__half *d, const __half *
         }
 }
 
+// Small m (decode): one warp per output column, 16-byte loads of the weight row (read once, the bytes that bound the
+// step) and of the m <= kGemvRows activation rows (L1/L2 resident), FP32 sums reduced across the warp. The tiled
+// kernel above would run n/64 blocks that each walk all of k: a few dozen blocks for a decode-sized layer.
+constexpr int kGemvRows = 8, kGemvWarps = 8;
+__global__ void __launch_bounds__(32 * kGemvWarps) gemv_f16_kernel(__half *d, const __half *a, const __half *w, int m,
+                                                                    int64_t n, int64_t k) {
+    const int lane = threadIdx.x & 31;
+    const int64_t col = static_cast<int64_t>(blockIdx.x) * kGemvWarps + (threadIdx.x >> 5);
+    if (col >= n) return;
+    float acc[kGemvRows] = {};
+    const __half *wr = w + col * k;
+    for (int64_t k0 = static_cast<int64_t>(lane) * 8; k0 < k; k0 += 256) {
+        const uint4 wraw = *reinterpret_cast<const uint4 *>(wr + k0);
+        const __half2 *wh = reinterpret_cast<const __half2 *>(&wraw);
+        float2 wf[4];
+#pragma unroll
+        for (int t = 0; t < 4; ++t) wf[t] = __half22float2(wh[t]);
+#pragma unroll
+        for (int r = 0; r < kGemvRows; ++r) {
+            if (r < m) {
+                const uint4 araw = *reinterpret_cast<const uint4 *>(a + r * k + k0);
+                const __half2 *ah = reinterpret_cast<const __half2 *>(&araw);
+#pragma unroll
+                for (int t = 0; t < 4; ++t) {
+                    const float2 af = __half22float2(ah[t]);
+                    acc[r] = fmaf(af.x, wf[t].x, acc[r]);
+                    acc[r] = fmaf(af.y, wf[t].y, acc[r]);
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < kGemvRows; ++r) {
+        float v = acc[r];
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+        if (lane == 0 && r < m) d[r * n + col] = __float2half_rn(v);
+    }
+}
+
 unsigned grid_for(int64_t n, int threads) {
     const int64_t blocks = (n + threads - 1) / threads;
     return static_cast<unsigned>(blocks < 1 ? 1 : (blocks > 1048576 ? 1048576 : blocks));
@@ -277,6 +317,18 @@ void gemm_f16_simple(uint16_t *d_f16, const uint16_t *a_f16, const uint16_t *w_f
              FQ_STATUS_INVALID_ARGUMENT, "gemm_f16_simple: bad sizes");
     if (m == 0) return;
     FQ_CHECK(d_f16 && a_f16 && w_f16, FQ_STATUS_INVALID_ARGUMENT, "gemm_f16_simple: NULL pointer");
+    const bool vec = k % 8 == 0 && reinterpret_cast<uintptr_t>(a_f16) % 16 == 0 &&
+                     reinterpret_cast<uintptr_t>(w_f16) % 16 == 0;
+    if (m <= kGemvRows && vec) {
+        const int64_t blocks = (n + kGemvWarps - 1) / kGemvWarps;
+        FQ_CHECK(blocks <= INT_MAX, FQ_STATUS_INVALID_ARGUMENT, "gemm_f16_simple: n %lld too large", (long long)n);
+        gemv_f16_kernel<<<static_cast<unsigned>(blocks), 32 * kGemvWarps, 0,
+                          static_cast<cudaStream_t>(stream.handle())>>>(
+            reinterpret_cast<__half *>(d_f16), reinterpret_cast<const __half *>(a_f16),
+            reinterpret_cast<const __half *>(w_f16), static_cast<int>(m), n, k);
+        FQ_CUDA_CHECK(cudaGetLastError());
+        return;
+    }
     const dim3 grid(static_cast<unsigned>((n + kGt - 1) / kGt), static_cast<unsigned>((m + kGt - 1) / kGt));
     gemm_f16_kernel<<<grid, 256, 0, static_cast<cudaStream_t>(stream.handle())>>>(
         reinterpret_cast<__half *>(d_f16), reinterpret_cast<const __half *>(a_f16),

@@ -61,8 +61,10 @@ void rope_head_transform_f16(const RopeHeadArgs &args, const Stream &stream);
 void swiglu_f16(uint16_t *out_f16, const uint16_t *gate_f16, const uint16_t *up_f16, int64_t ld_in, int64_t rows,
                 int64_t cols, const Stream &stream);
 
-// D (m, n) FP16 = A (m, k) FP16 . W (n, k)^T, FP32 accumulation, row-major, K-major weights. A simple tiled kernel
-// for tests and for builds without a vendor BLAS (the benchmarks time cuBLAS instead); k even.
+// D (m, n) FP16 = A (m, k) FP16 . W (n, k)^T, FP32 accumulation, row-major, K-major weights. The library's FP16
+// product (it ships without a vendor BLAS; the benchmarks pass cuBLAS instead): a warp-per-column GEMV for m <= 8
+// (k a multiple of 8, 16-byte aligned operands: decode steps stream the weights once), otherwise a simple tiled
+// kernel; k even.
 void gemm_f16_simple(uint16_t *d_f16, const uint16_t *a_f16, const uint16_t *w_f16, int64_t m, int64_t n, int64_t k,
                      const Stream &stream);
 

@@ -63,9 +63,12 @@ public class PrefillBenchmark {
         prompt = Bench.prompt(m, promptTokens);
         float[] logits = prefill();
         Bench.checkFinite(logits, "prefill");
-        // The KV-cache path and the whole-sequence path compute the same FP32 step; allow float reordering only.
+        // Where one engine runs both, the KV-cache path and the whole-sequence path compute the same step: allow
+        // float reordering only. On a GPU a full-precision model's sessions run the FP16 engine and its evaluation
+        // FP32: allow FP16 rounding of the activations (2% of the logit scale; measured ~0.2% on SmolLM2).
         double diff = Bench.maxDiffLastRow(m.logits(prompt), logits);
-        double tol = 1e-4 * Math.max(1, Bench.maxAbs(logits));
+        boolean sameEngine = m.info().evalEngine().equals(m.info().sessionEngine());
+        double tol = (sameEngine ? 1e-4 : 2e-2) * Math.max(1, Bench.maxAbs(logits));
         if (diff > tol) {
             throw new IllegalStateException("prefill logits differ from Model.logits by " + diff + " > " + tol);
         }
