@@ -385,6 +385,8 @@ typedef struct fq_session fq_session;
 typedef struct fq_session_options {
     uint32_t struct_size;
     int32_t n_ctx;            /* KV cache length in tokens; 0 (default) = min(model context, 4096)           */
+    int32_t n_seq;            /* sequences decoded together (a batch), 1 (default) to 256; see
+                               * fq_session_decode_batch                                                      */
 } fq_session_options;
 
 FQ_API void fq_session_options_init(fq_session_options *opts);
@@ -402,6 +404,16 @@ FQ_API int32_t fq_session_position(fq_session *session, int64_t *out, fq_error *
  * model on a GPU), DEVICE_OUT_OF_MEMORY, CUDA. */
 FQ_API int32_t fq_session_decode(fq_session *session, const int32_t *tokens, int64_t n_tokens, float *logits,
                                  int64_t capacity, fq_error *err);
+/* A batch session (fq_session_options.n_seq sequences, each with its own KV cache of n_ctx tokens) advances all its
+ * sequences together: tokens[n_seq][n_tokens] (row-major) appends n_tokens ids to each sequence, and if logits is not
+ * NULL, logits[n_seq][n_vocab] receives the logits of each sequence's last new token (capacity in floats). Every call
+ * appends the same number of tokens to every sequence, so the prompts of one batch have equal lengths (group prompts
+ * by length); fq_session_position is that common length. On a CUDA runtime the whole batch is one step of the GPU
+ * engine (one pass over the weights for all sequences); on the CPU the sequences run one after another. It works on
+ * a session of n_seq = 1 too; fq_session_decode on a session of n_seq > 1 is INVALID_ARGUMENT.
+ * Statuses: as fq_session_decode. */
+FQ_API int32_t fq_session_decode_batch(fq_session *session, const int32_t *tokens, int64_t n_tokens, float *logits,
+                                       int64_t capacity, fq_error *err);
 
 /* ---------------------------------------------------------------------------------------------------------------
  * Sampling

@@ -9,7 +9,8 @@
 //     and that perplexity is close to the fake-quantized one (the precise 1% check with a FlatQuant calibration is
 //     benchmarks/native/bench_engine.cu's; rotation alone leaves a W4A4 model near chance, where FP16 noise in the
 //     quantizers' inputs moves the perplexity more);
-//   - session steps of the W4A4 engine agree with its whole-sequence evaluation on the next token.
+//   - session steps of the W4A4 engine agree with its whole-sequence evaluation (the prompt row);
+//   - a batch session of two prompts gives each the logits of its own session.
 #ifdef FQ_HAVE_CUDA
 
 #include <gtest/gtest.h>
@@ -184,6 +185,26 @@ TEST(CudaApiSessions, FullPrecisionAndW4a4SessionsOnSmolLM2) {
     std::printf("W4A4 session: prompt row vs whole sequence rms diff %.2e relative; greedy steps matching the "
                 "whole-sequence argmax: %d of 16\n", d, agree);
     EXPECT_LT(d, 2e-2);
+    // A batch of two prompts of equal length is one engine step per call; each sequence gets exactly the logits of
+    // its own session (per-token quantization, per-sequence attention, GEMMs exact in int32).
+    {
+        std::vector<int32_t> two(prompt);
+        for (int32_t t : prompt) two.push_back((t + 1000) % V);
+        fq_session_options bo;
+        fq_session_options_init(&bo);
+        bo.n_seq = 2;
+        fq_session *batch = nullptr;
+        ASSERT_FQ_OK(fq_session_create(real, &bo, &batch, nullptr));
+        h.sessions.push_back(batch);
+        std::vector<float> lb(2 * static_cast<size_t>(V)), l1(V);
+        ASSERT_FQ_OK(fq_session_decode_batch(batch, two.data(), P, lb.data(), static_cast<int64_t>(lb.size()),
+                                             nullptr));
+        for (int b = 0; b < 2; ++b) {
+            ASSERT_FQ_OK(fq_session_reset(s, nullptr));
+            ASSERT_FQ_OK(fq_session_decode(s, two.data() + b * P, P, l1.data(), V, nullptr));
+            EXPECT_EQ(rel_rms(l1.data(), lb.data() + static_cast<size_t>(b) * V, V), 0.0) << "sequence " << b;
+        }
+    }
     ASSERT_FQ_OK(fq_session_reset(s, nullptr));
     const int32_t bad = V;
     EXPECT_EQ(fq_session_decode(s, &bad, 1, nullptr, 0, nullptr), FQ_STATUS_INVALID_ARGUMENT);

@@ -473,6 +473,7 @@ FQ_API void fq_session_options_init(fq_session_options *o) {
     if (!o) return;
     std::memset(o, 0, sizeof(*o));
     o->struct_size = sizeof(*o);
+    o->n_seq = 1;
 }
 
 FQ_API int32_t fq_session_create(const fq_model *model, const fq_session_options *opts, fq_session **out,
@@ -488,13 +489,18 @@ FQ_API int32_t fq_session_create(const fq_model *model, const fq_session_options
         int32_t n_ctx = o.n_ctx == 0 ? std::min(c.n_ctx_train, 4096) : o.n_ctx;
         FQ_CHECK(n_ctx > 0 && n_ctx <= c.n_ctx_train, FQ_STATUS_INVALID_ARGUMENT,
                  "n_ctx %d must be between 1 and the model's context length %d", o.n_ctx, c.n_ctx_train);
+        const int32_t n_seq = o.n_seq;  // callers built before the field existed get the default through struct_size
+        FQ_CHECK(n_seq >= 1 && n_seq <= 256, FQ_STATUS_INVALID_ARGUMENT, "n_seq %d must be between 1 and 256",
+                 n_seq);
         auto s = std::make_unique<fq_session>();
         s->owner = model;
+        s->n_seq = n_seq;
         if (model->rt->device == FQ_DEVICE_CPU) {
-            s->cache.init(c, n_ctx);
+            s->caches.resize(static_cast<size_t>(n_seq));
+            for (fq::KVCache &kv : s->caches) kv.init(c, n_ctx);
         } else {
 #ifdef FQ_HAVE_CUDA
-            s->gpu_cache = session_engine(*model).make_cache(1, n_ctx);
+            s->gpu_cache = session_engine(*model).make_cache(n_seq, n_ctx);
 #else
             FQ_FAIL(FQ_STATUS_DEVICE_UNAVAILABLE, "this library was built without the CUDA backend");
 #endif
@@ -520,7 +526,7 @@ FQ_API int32_t fq_session_reset(fq_session *s, fq_error *err) {
     return guarded(err, [&] {
         FQ_REQUIRE_ARG(s);
         SessionLock lock(s);
-        s->cache.n_past = 0;
+        for (fq::KVCache &kv : s->caches) kv.n_past = 0;
 #ifdef FQ_HAVE_CUDA
         if (s->gpu_cache) s->gpu_cache->reset();
 #endif
@@ -532,34 +538,61 @@ FQ_API int32_t fq_session_position(fq_session *s, int64_t *out, fq_error *err) {
         FQ_REQUIRE_ARG(s);
         FQ_REQUIRE_ARG(out);
         SessionLock lock(s);
-        *out = s->cache.n_past;
+        *out = s->caches.empty() ? 0 : s->caches[0].n_past;
 #ifdef FQ_HAVE_CUDA
         if (s->gpu_cache) *out = s->gpu_cache->position();
 #endif
     });
 }
 
+namespace {
+// Both decode entry points: tokens [n_seq][n_tokens], logits [n_seq][n_vocab] or NULL.
+void session_decode(fq_session *s, const int32_t *tokens, int64_t n_tokens, float *logits, int64_t capacity) {
+    FQ_REQUIRE_ARG(s);
+    FQ_REQUIRE_ARG(tokens);
+    FQ_CHECK(n_tokens > 0, FQ_STATUS_INVALID_ARGUMENT, "n_tokens %lld must be positive", (long long)n_tokens);
+    SessionLock lock(s);
+    const fq::Model &m = *s->owner->model;
+    const int64_t V = m.config.n_vocab, B = s->n_seq;
+    if (logits)
+        FQ_CHECK(capacity >= B * V, FQ_STATUS_BUFFER_TOO_SMALL, "logits need %lld floats but capacity is %lld",
+                 (long long)(B * V), (long long)capacity);
+#ifdef FQ_HAVE_CUDA
+    if (s->gpu_cache) {
+        s->owner->engine->step(*s->gpu_cache, tokens, n_tokens, logits);
+        return;
+    }
+#endif
+    // Every sequence is checked before any advances, so a refused call leaves the whole batch as it was.
+    for (int64_t i = 0; i < B * n_tokens; ++i)
+        FQ_CHECK(tokens[i] >= 0 && tokens[i] < V, FQ_STATUS_INVALID_ARGUMENT,
+                 "token id %d at index %lld is outside the vocabulary [0, %lld)", tokens[i], (long long)i,
+                 (long long)V);
+    const fq::KVCache &kv0 = s->caches[0];
+    FQ_CHECK(kv0.n_past + n_tokens <= kv0.n_ctx, FQ_STATUS_INVALID_ARGUMENT,
+             "context is full: %d tokens in the cache + %lld new > %d", kv0.n_past, (long long)n_tokens, kv0.n_ctx);
+    for (int64_t b = 0; b < B; ++b) {
+        float *row = logits ? logits + b * V : nullptr;
+        s->owner->forward(tokens + b * n_tokens, n_tokens, s->caches[static_cast<size_t>(b)],
+                          row ? fq::LogitsWanted::Last : fq::LogitsWanted::None,
+                          [&](int64_t, int64_t, const float *lg) { std::memcpy(row, lg, sizeof(float) * V); });
+    }
+}
+}  // namespace
+
 FQ_API int32_t fq_session_decode(fq_session *s, const int32_t *tokens, int64_t n_tokens, float *logits,
                                  int64_t capacity, fq_error *err) {
     return guarded(err, [&] {
         FQ_REQUIRE_ARG(s);
-        FQ_REQUIRE_ARG(tokens);
-        FQ_CHECK(n_tokens > 0, FQ_STATUS_INVALID_ARGUMENT, "n_tokens %lld must be positive", (long long)n_tokens);
-        SessionLock lock(s);
-        const fq::Model &m = *s->owner->model;
-        const int64_t V = m.config.n_vocab;
-        if (logits)
-            FQ_CHECK(capacity >= V, FQ_STATUS_BUFFER_TOO_SMALL, "logits need %lld floats but capacity is %lld",
-                     (long long)V, (long long)capacity);
-#ifdef FQ_HAVE_CUDA
-        if (s->gpu_cache) {
-            s->owner->engine->step(*s->gpu_cache, tokens, n_tokens, logits);
-            return;
-        }
-#endif
-        s->owner->forward(tokens, n_tokens, s->cache, logits ? fq::LogitsWanted::Last : fq::LogitsWanted::None,
-                          [&](int64_t, int64_t, const float *lg) { std::memcpy(logits, lg, sizeof(float) * V); });
+        FQ_CHECK(s->n_seq == 1, FQ_STATUS_INVALID_ARGUMENT, "this session decodes %d sequences together: use "
+                 "fq_session_decode_batch", s->n_seq);
+        session_decode(s, tokens, n_tokens, logits, capacity);
     });
+}
+
+FQ_API int32_t fq_session_decode_batch(fq_session *s, const int32_t *tokens, int64_t n_tokens, float *logits,
+                                       int64_t capacity, fq_error *err) {
+    return guarded(err, [&] { session_decode(s, tokens, n_tokens, logits, capacity); });
 }
 
 /* ---- sampling ---- */

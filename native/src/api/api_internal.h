@@ -10,6 +10,7 @@
 #include <new>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/error.h"
 #include "core/progress.h"
@@ -54,9 +55,10 @@ struct fq_model {
 
 struct fq_session {
     const fq_model *owner = nullptr;
-    fq::KVCache cache;                                     // CPU runtime
+    int32_t n_seq = 1;                                     // sequences decoded together
+    std::vector<fq::KVCache> caches;                       // CPU runtime: one per sequence
 #ifdef FQ_HAVE_CUDA
-    std::unique_ptr<fq::cuda::EngineCache> gpu_cache;      // CUDA runtime: the owner's engine's cache of one sequence
+    std::unique_ptr<fq::cuda::EngineCache> gpu_cache;      // CUDA runtime: the owner's engine's cache of n_seq
 #endif
     std::atomic<bool> busy{false};
 };

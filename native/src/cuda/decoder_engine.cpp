@@ -133,16 +133,29 @@ std::vector<float> rope_pairs(const ModelConfig &c, const std::vector<float> &fr
     return cs;
 }
 
-// The common part of both engines: embeddings, output, RoPE table.
-void upload_shared(DecoderEngine::Impl &im, const Model &m) {
+// The common part of both engines: the shape check, the stream, embeddings, output and the RoPE table (*rope).
+std::unique_ptr<DecoderEngine::Impl> new_impl(const Model &m, int device, GemmF16Fn gemm, bool w4a4,
+                                              const float **rope) {
     const ModelConfig &c = m.config;
-    im.n_layer = c.n_layer;
-    im.n_vocab = c.n_vocab;
-    im.rope_positions = c.n_ctx_train;
+    const std::string why = DecoderEngine::unsupported_reason(c, w4a4);
+    FQ_CHECK(why.empty(), FQ_STATUS_UNSUPPORTED, "the %s GPU engine does not cover this model: %s",
+             w4a4 ? "W4A4" : "FP16", why.c_str());
+    set_device(device);
+    auto im = std::make_unique<DecoderEngine::Impl>();
+    im->w4a4 = w4a4;
+    im->device = device;
+    im->shape = layer_shape(c);
+    im->gemm = gemm ? std::move(gemm) : GemmF16Fn(gemm_f16_simple);
+    im->stream = Stream::create();
+    im->n_layer = c.n_layer;
+    im->n_vocab = c.n_vocab;
+    im->rope_positions = c.n_ctx_train;
     const size_t ve = static_cast<size_t>(c.n_vocab) * c.n_embd;
-    im.embd = im.upload_f16(m.weights.tok_embd.data(), ve);
-    im.out_w = m.weights.output.empty() ? im.embd : im.upload_f16(m.weights.output.data(), ve);
-    im.out_norm = im.upload(m.weights.output_norm);
+    im->embd = im->upload_f16(m.weights.tok_embd.data(), ve);
+    im->out_w = m.weights.output.empty() ? im->embd : im->upload_f16(m.weights.output.data(), ve);
+    im->out_norm = im->upload(m.weights.output_norm);
+    *rope = im->upload(rope_pairs(c, m.weights.rope_freq_factors, im->rope_positions));
+    return im;
 }
 
 float clip_factor(const q::LayerTransforms &t, const std::array<float, 2> &logits, int side) {
@@ -185,17 +198,8 @@ std::unique_ptr<DecoderEngine> DecoderEngine::w4a4(const q::QuantizedModel &qm, 
              "the W4A4 GPU engine runs w4a4kv4 models; this one is %s", q::bits_name(b).c_str());
     const Model &m = *qm.base;
     const ModelConfig &c = m.config;
-    const std::string why = unsupported_reason(c, true);
-    FQ_CHECK(why.empty(), FQ_STATUS_UNSUPPORTED, "the W4A4 GPU engine does not cover this model: %s", why.c_str());
-    set_device(device);
-    auto im = std::make_unique<Impl>();
-    im->w4a4 = true;
-    im->device = device;
-    im->shape = layer_shape(c);
-    im->gemm = gemm ? std::move(gemm) : GemmF16Fn(gemm_f16_simple);
-    im->stream = Stream::create();
-    upload_shared(*im, m);
-    const float *rope = im->upload(rope_pairs(c, m.weights.rope_freq_factors, im->rope_positions));
+    const float *rope = nullptr;
+    std::unique_ptr<Impl> im = new_impl(m, device, std::move(gemm), true, &rope);
     const bool s8_copy = w4a4_native_act_format() == W4A4ActFormat::kInt8;
 
     auto kron_pair = [&](const q::KronTransform &t, int64_t n, const uint16_t **p1, const uint16_t **p2, int *n1,
@@ -269,17 +273,8 @@ std::unique_ptr<DecoderEngine> DecoderEngine::w4a4(const q::QuantizedModel &qm, 
 
 std::unique_ptr<DecoderEngine> DecoderEngine::f16(const Model &m, int device, GemmF16Fn gemm) {
     const ModelConfig &c = m.config;
-    const std::string why = unsupported_reason(c, false);
-    FQ_CHECK(why.empty(), FQ_STATUS_UNSUPPORTED, "the FP16 GPU engine does not cover this model: %s", why.c_str());
-    set_device(device);
-    auto im = std::make_unique<Impl>();
-    im->w4a4 = false;
-    im->device = device;
-    im->shape = layer_shape(c);
-    im->gemm = gemm ? std::move(gemm) : GemmF16Fn(gemm_f16_simple);
-    im->stream = Stream::create();
-    upload_shared(*im, m);
-    const float *rope = im->upload(rope_pairs(c, m.weights.rope_freq_factors, im->rope_positions));
+    const float *rope = nullptr;
+    std::unique_ptr<Impl> im = new_impl(m, device, std::move(gemm), false, &rope);
     for (int l = 0; l < c.n_layer; ++l) {
         const LayerWeights &L = m.weights.layers[static_cast<size_t>(l)];
         F16LayerWeights w;
@@ -504,6 +499,14 @@ void for_each_logit_block(DecoderEngine::Impl &im, int64_t n_seq, int64_t seq_le
 }
 }  // namespace
 
+void DecoderEngine::run_windows(const int32_t *tokens, int64_t n_seq, int64_t seq_len) {
+    Impl &im = *impl_;
+    if (!im.eval_cache || im.eval_cache->batch() != n_seq || im.eval_cache->capacity() != seq_len)
+        im.eval_cache = make_cache(static_cast<int>(n_seq), seq_len);
+    im.eval_cache->reset();
+    run_layers(*im.eval_cache, tokens, seq_len);
+}
+
 void DecoderEngine::forward(const int32_t *tokens, int64_t n_seq, int64_t seq_len, const WindowLogitsSink &sink) {
     Impl &im = *impl_;
     std::lock_guard<std::mutex> lock(im.mu);
@@ -525,12 +528,7 @@ void DecoderEngine::forward(const int32_t *tokens, int64_t n_seq, int64_t seq_le
                 r += n;
             }
         },
-        [&](int64_t s0, int64_t nb) {
-            if (!im.eval_cache || im.eval_cache->batch() != nb || im.eval_cache->capacity() != seq_len)
-                im.eval_cache = make_cache(static_cast<int>(nb), seq_len);
-            im.eval_cache->reset();
-            run_layers(*im.eval_cache, tokens + s0 * seq_len, seq_len);
-        });
+        [&](int64_t s0, int64_t nb) { run_windows(tokens + s0 * seq_len, nb, seq_len); });
 }
 
 void DecoderEngine::score(const int32_t *tokens, const int32_t *targets, int64_t n_seq, int64_t seq_len, double *nll,
@@ -558,12 +556,7 @@ void DecoderEngine::score(const int32_t *tokens, const int32_t *targets, int64_t
             if (argmax)
                 im.argmax.download(argmax + first, static_cast<size_t>(rows) * sizeof(int32_t), im.stream);
         },
-        [&](int64_t s0, int64_t nb) {
-            if (!im.eval_cache || im.eval_cache->batch() != nb || im.eval_cache->capacity() != seq_len)
-                im.eval_cache = make_cache(static_cast<int>(nb), seq_len);
-            im.eval_cache->reset();
-            run_layers(*im.eval_cache, tokens + s0 * seq_len, seq_len);
-        });
+        [&](int64_t s0, int64_t nb) { run_windows(tokens + s0 * seq_len, nb, seq_len); });
 }
 
 }  // namespace fq::cuda

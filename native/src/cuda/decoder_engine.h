@@ -110,6 +110,8 @@ class DecoderEngine final : public WindowEvaluator {
     // Runs the layers over the cache (the residual stream of every new row is left in the engine's h buffer) and
     // advances the cache.
     void run_layers(EngineCache &cache, const int32_t *tokens, int64_t n_new);
+    // Windows tokens [n_seq][seq_len] from position 0 through the evaluation cache (kept for the next call).
+    void run_windows(const int32_t *tokens, int64_t n_seq, int64_t seq_len);
     // The parts of a step: checks, buffers and the token upload (before any capture), then the kernels.
     void prepare_step(EngineCache &cache, const int32_t *tokens, int64_t n_new);
     void enqueue_layers(EngineCache &cache, int64_t n_new);

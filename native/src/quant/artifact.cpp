@@ -1,13 +1,10 @@
 #include "quant/artifact.h"
 
-#include <fcntl.h>
-#include <unistd.h>
 
-#include <atomic>
-#include <cerrno>
 #include <cstring>
 #include <map>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "quant/artifact_json.h"
 
@@ -149,26 +146,6 @@ std::vector<OutTensor> tensors_of(const CalibrationResult &r, const std::vector<
     return out;
 }
 
-// Writes all of `parts` to fd; false (errno set) on failure.
-bool write_all(int fd, const char *p, size_t n) {
-    while (n > 0) {
-        const ssize_t k = ::write(fd, p, n);
-        if (k < 0) {
-            if (errno == EINTR) continue;
-            return false;
-        }
-        p += k;
-        n -= static_cast<size_t>(k);
-    }
-    return true;
-}
-
-std::string dir_of(const std::string &path) {
-    const size_t slash = path.find_last_of('/');
-    if (slash == std::string::npos) return ".";
-    return slash == 0 ? "/" : path.substr(0, slash);
-}
-
 }  // namespace
 
 void save_artifact(const std::string &path, const CalibrationResult &r, const Progress &progress) {
@@ -205,47 +182,16 @@ void save_artifact(const std::string &path, const CalibrationResult &r, const Pr
     uint8_t len[8];
     for (int i = 0; i < 8; i++) len[i] = static_cast<uint8_t>(static_cast<uint64_t>(header.size()) >> (8 * i));
 
-    // The temporary file is removed by the guard on every exit but a completed rename (errors and cancellation).
-    struct TempFile {
-        std::string path;
-        int fd = -1;
-        bool committed = false;
-        ~TempFile() {
-            if (fd >= 0) ::close(fd);
-            if (!committed) ::unlink(path.c_str());
-        }
-    };
-    static std::atomic<uint64_t> counter{0};
-    TempFile tmp;
-    tmp.path = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
-    tmp.fd = ::open(tmp.path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (tmp.fd < 0) {
-        tmp.committed = true;  // nothing was created
-        FQ_FAIL(FQ_STATUS_IO, "cannot create %s: %s", tmp.path.c_str(), std::strerror(errno));
-    }
-    auto check = [&](bool ok, const char *what) {
-        if (!ok) FQ_FAIL(FQ_STATUS_IO, "cannot %s %s: %s", what, tmp.path.c_str(), std::strerror(errno));
-    };
-    check(write_all(tmp.fd, reinterpret_cast<const char *>(len), 8), "write");
-    check(write_all(tmp.fd, header.data(), header.size()), "write");
+    // The temporary file is removed on every exit but a completed commit (errors and cancellation).
+    AtomicFile file(path);
+    file.write(len, 8);
+    file.write(header.data(), header.size());
     for (size_t i = 0; i < tensors.size(); i++) {
         progress.step("save", static_cast<int64_t>(i), static_cast<int64_t>(tensors.size()));
-        check(write_all(tmp.fd, static_cast<const char *>(tensors[i].data), tensors[i].bytes), "write");
+        file.write(tensors[i].data, tensors[i].bytes);
     }
     progress.step("save", static_cast<int64_t>(tensors.size()), static_cast<int64_t>(tensors.size()));
-    check(::fsync(tmp.fd) == 0, "sync");
-    const int fd = tmp.fd;
-    tmp.fd = -1;
-    check(::close(fd) == 0, "close");
-    if (::rename(tmp.path.c_str(), path.c_str()) != 0) {
-        FQ_FAIL(FQ_STATUS_IO, "cannot rename %s to %s: %s", tmp.path.c_str(), path.c_str(), std::strerror(errno));
-    }
-    tmp.committed = true;
-    const int dfd = ::open(dir_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {  // make the rename durable; a directory that cannot be opened is not an error of the write
-        ::fsync(dfd);
-        ::close(dfd);
-    }
+    file.commit();
 }
 
 }  // namespace fq::quant

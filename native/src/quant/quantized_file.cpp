@@ -6,15 +6,11 @@
 // scale * code (a model whose weights were never quantized the usual way) aborts the write as INTERNAL.
 #include "quant/quantized_file.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <atomic>
-#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <deque>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "cpu/w4a4_gemm_ref.h"
 #include "io/gguf.h"
@@ -36,14 +32,16 @@ struct OutTensor {
 };
 
 // Buffered writes to a file descriptor; every failure is an IO error naming the file.
+// Buffered writes into the atomic file (1 MiB at a time), counting the bytes for the alignment padding.
 class Sink {
   public:
-    Sink(int fd, const std::string &path) : fd_(fd), path_(path) { buf_.reserve(kBuf); }
+    explicit Sink(AtomicFile &file) : file_(file) { buf_.reserve(kBuf); }
     void bytes(const void *p, size_t n) {
         const uint8_t *b = static_cast<const uint8_t *>(p);
         if (n >= kBuf) {
             flush();
-            write_all(b, n);
+            file_.write(b, n);
+            written_ += n;
             return;
         }
         if (buf_.size() + n > kBuf) flush();
@@ -64,24 +62,14 @@ class Sink {
     }
     uint64_t position() const { return written_ + buf_.size(); }
     void flush() {
-        if (!buf_.empty()) write_all(buf_.data(), buf_.size());
+        file_.write(buf_.data(), buf_.size());
+        written_ += buf_.size();
         buf_.clear();
     }
 
   private:
     static constexpr size_t kBuf = size_t(1) << 20;
-    void write_all(const uint8_t *p, size_t n) {
-        while (n > 0) {
-            const ssize_t k = ::write(fd_, p, n);
-            if (k < 0 && errno == EINTR) continue;
-            if (k <= 0) FQ_FAIL(FQ_STATUS_IO, "cannot write %s: %s", path_.c_str(), std::strerror(k < 0 ? errno : EIO));
-            p += k;
-            n -= static_cast<size_t>(k);
-            written_ += static_cast<uint64_t>(k);
-        }
-    }
-    int fd_;
-    const std::string &path_;
+    AtomicFile &file_;
     std::vector<uint8_t> buf_;
     uint64_t written_ = 0;
 };
@@ -331,22 +319,6 @@ void write_gguf(Sink &out, const KeyValues &kv, const std::vector<OutTensor> &te
     progress.step("save", n_steps, n_steps);
 }
 
-// The temporary file, removed on every exit but a completed rename.
-struct TempFile {
-    std::string path;
-    int fd = -1;
-    bool committed = false;
-    ~TempFile() {
-        if (fd >= 0) ::close(fd);
-        if (!committed) ::unlink(path.c_str());
-    }
-};
-
-std::string dir_of(const std::string &path) {
-    const size_t slash = path.rfind('/');
-    return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-}
-
 }  // namespace
 
 namespace qfile {
@@ -396,33 +368,10 @@ void save_quantized_model_file(const QuantizedModel &qm, const std::string &path
     }
 
     progress.step("save", 0, static_cast<int64_t>(tensors.size()));
-    static std::atomic<uint64_t> counter{0};  // several saves to one path in one process get distinct files
-    TempFile tmp;
-    tmp.path = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
-    tmp.fd = ::open(tmp.path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (tmp.fd < 0) {
-        const int e = errno;
-        tmp.committed = true;  // nothing was created
-        FQ_FAIL(FQ_STATUS_IO, "cannot create %s: %s", tmp.path.c_str(), std::strerror(e));
-    }
-    Sink out(tmp.fd, tmp.path);
+    AtomicFile file(path);
+    Sink out(file);
     write_gguf(out, kv, tensors, align, data_bytes, bits.w, progress);
-    auto check = [&](bool ok, const char *what) {
-        if (!ok) FQ_FAIL(FQ_STATUS_IO, "cannot %s %s: %s", what, tmp.path.c_str(), std::strerror(errno));
-    };
-    check(::fsync(tmp.fd) == 0, "sync");
-    const int fd = tmp.fd;
-    tmp.fd = -1;
-    check(::close(fd) == 0, "close");
-    if (::rename(tmp.path.c_str(), path.c_str()) != 0) {
-        FQ_FAIL(FQ_STATUS_IO, "cannot rename %s to %s: %s", tmp.path.c_str(), path.c_str(), std::strerror(errno));
-    }
-    tmp.committed = true;
-    const int dfd = ::open(dir_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {  // makes the rename durable; a directory that cannot be opened is not an error of the write
-        ::fsync(dfd);
-        ::close(dfd);
-    }
+    file.commit();
 }
 
 }  // namespace fq::quant
