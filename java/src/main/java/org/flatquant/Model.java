@@ -24,9 +24,9 @@ import org.flatquant.bindings.fq_quantize_options;
  * A LLaMA-family model loaded from a GGUF file: weights, configuration and tokenizer.
  *
  * <p>Thread safe: a model is immutable after loading, and any number of threads may call it at once. It must
- * outlive its sessions: {@link #close()} throws {@link IllegalStateException} while a {@link Session} of it is
- * open (closing is refused, not deferred), and also while another thread is inside a call on it. After
- * {@code close()} every method throws {@link IllegalStateException}.
+ * outlive its sessions: {@link #close()} throws {@link IllegalStateException} while a {@link Session} or
+ * {@link BatchSession} of it is open (closing is refused, not deferred), and also while another thread is inside a
+ * call on it. After {@code close()} every method throws {@link IllegalStateException}.
  *
  * <pre>{@code
  * try (Engine engine = Engine.cpu();
@@ -594,6 +594,22 @@ public final class Model extends NativeResource {
             throw new InvalidArgumentException("a session's context length is at least 1, got " + contextLength);
         }
         return new Session(this, contextLength);
+    }
+
+    /**
+     * A session that decodes {@code sequences} sequences together, each with a KV cache of {@code contextLength}
+     * tokens. On a GPU one step serves the whole batch; see {@link BatchSession}.
+     *
+     * @param sequences sequences in the batch, 1 to 256
+     * @param contextLength tokens each sequence can hold, 1 to {@link ModelInfo#contextLength()}
+     * @return a new batch session; close it before the model
+     * @throws InvalidArgumentException when either number is out of range
+     */
+    public BatchSession newBatchSession(int sequences, int contextLength) {
+        if (contextLength < 1) {
+            throw new InvalidArgumentException("a session's context length is at least 1, got " + contextLength);
+        }
+        return new BatchSession(this, sequences, contextLength);
     }
 
     /** Detokenizes to raw UTF-8 bytes, which may end inside a character (streaming needs that). */

@@ -37,13 +37,24 @@ public final class Session extends NativeResource {
     Session(Model model, int requestedContext) {
         super("session", "user(s)");
         this.model = model;
+        this.vocabSize = model.info().vocabSize();
+        this.contextLength = open(this, model, requestedContext, 1);
+    }
+
+    /**
+     * Creates the native session of {@code owner} ({@link Session} or {@link BatchSession}) and makes it keep
+     * {@code model} open until it is freed.
+     *
+     * @param requestedContext KV-cache tokens per sequence; 0 for the default
+     * @param sequences sequences decoded together; the native side checks the range
+     * @return the context length per sequence in tokens
+     */
+    static int open(NativeResource owner, Model model, int requestedContext, int sequences) {
         ModelInfo info = model.info();
         if (requestedContext > info.contextLength()) {
             throw new InvalidArgumentException("a session of " + requestedContext
                     + " tokens exceeds the model's context length " + info.contextLength());
         }
-        this.vocabSize = info.vocabSize();
-        this.contextLength = requestedContext == 0 ? Math.min(info.contextLength(), 4096) : requestedContext;
         model.retain();
         boolean ok = false;
         try (Arena call = Arena.ofConfined()) {
@@ -51,9 +62,10 @@ public final class Session extends NativeResource {
             MemorySegment opts = fq_session_options.allocate(call);
             fq_session_options_init(opts);
             fq_session_options.n_ctx(opts, requestedContext);
+            fq_session_options.n_seq(opts, sequences);
             MemorySegment out = call.allocate(C_POINTER);
             Native.check(fq_session_create(model.handle(), opts, out, err), err);
-            adopt(out.get(C_POINTER, 0), h -> {
+            owner.adopt(out.get(C_POINTER, 0), h -> {
                 fq_session_free(h);
                 model.release();
             });
@@ -63,6 +75,7 @@ public final class Session extends NativeResource {
                 model.release();
             }
         }
+        return requestedContext == 0 ? Math.min(info.contextLength(), 4096) : requestedContext;
     }
 
     /**

@@ -26,7 +26,7 @@ public final class BindingsStamp {
     public static final String HEADER = "native/include/flatquant.h";
 
     /** SHA-256 of the header's bytes, 64 lowercase hex digits. */
-    public static final String HEADER_SHA256 = "42957a374307a55f9d7abc0e4cbc2f810f562a77cdfc440147fd445330cfd8e0";
+    public static final String HEADER_SHA256 = "322ecad7cc0d93f328a74a2c24393b330badcbada556fdb78c9c9911b4bdab0a";
 
     /** The command that regenerates the bindings, run from the repository root. */
     public static final String REGENERATE = "python3 bindings/generate_bindings.py";
@@ -75,6 +75,7 @@ public final class BindingsStamp {
         "fq_session_reset",
         "fq_session_position",
         "fq_session_decode",
+        "fq_session_decode_batch",
         "fq_sampler_options_init",
         "fq_sampler_create",
         "fq_sampler_free",

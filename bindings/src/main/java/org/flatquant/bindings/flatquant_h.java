@@ -14,7 +14,7 @@ import static java.lang.foreign.ValueLayout.*;
 import static java.lang.foreign.MemoryLayout.PathElement.*;
 
 /**
- * The constants and functions of {@code native/include/flatquant.h} (sha256 42957a374307a55f9d7abc0e4cbc2f810f562a77cdfc440147fd445330cfd8e0).
+ * The constants and functions of {@code native/include/flatquant.h} (sha256 322ecad7cc0d93f328a74a2c24393b330badcbada556fdb78c9c9911b4bdab0a).
  * Symbols resolve through {@link SymbolLookup#loaderLookup()}: the library must have been loaded with
  * {@code System.load} by a class of this class loader first; this class never loads it.
  */
@@ -2646,6 +2646,63 @@ public class flatquant_h {
         try {
             if (TRACE_DOWNCALLS) {
                 traceDowncall("fq_session_decode", session, tokens, n_tokens, logits, capacity, err);
+            }
+            return (int)mh$.invokeExact(session, tokens, n_tokens, logits, capacity, err);
+        } catch (Error | RuntimeException ex) {
+            throw ex;
+        } catch (Throwable ex$) {
+            throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class fq_session_decode_batch {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(flatquant_h.C_INT, flatquant_h.C_POINTER, flatquant_h.C_POINTER, flatquant_h.C_LONG_LONG, flatquant_h.C_POINTER, flatquant_h.C_LONG_LONG, flatquant_h.C_POINTER);
+
+        public static final MemorySegment ADDR = flatquant_h.findOrThrow("fq_session_decode_batch");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int32_t fq_session_decode_batch(fq_session *session, const int32_t *tokens, int64_t n_tokens, float *logits, int64_t capacity, fq_error *err)
+     * }
+     */
+    public static FunctionDescriptor fq_session_decode_batch$descriptor() {
+        return fq_session_decode_batch.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int32_t fq_session_decode_batch(fq_session *session, const int32_t *tokens, int64_t n_tokens, float *logits, int64_t capacity, fq_error *err)
+     * }
+     */
+    public static MethodHandle fq_session_decode_batch$handle() {
+        return fq_session_decode_batch.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int32_t fq_session_decode_batch(fq_session *session, const int32_t *tokens, int64_t n_tokens, float *logits, int64_t capacity, fq_error *err)
+     * }
+     */
+    public static MemorySegment fq_session_decode_batch$address() {
+        return fq_session_decode_batch.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int32_t fq_session_decode_batch(fq_session *session, const int32_t *tokens, int64_t n_tokens, float *logits, int64_t capacity, fq_error *err)
+     * }
+     */
+    public static int fq_session_decode_batch(MemorySegment session, MemorySegment tokens, long n_tokens, MemorySegment logits, long capacity, MemorySegment err) {
+        var mh$ = fq_session_decode_batch.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("fq_session_decode_batch", session, tokens, n_tokens, logits, capacity, err);
             }
             return (int)mh$.invokeExact(session, tokens, n_tokens, logits, capacity, err);
         } catch (Error | RuntimeException ex) {

@@ -18,6 +18,7 @@ import static java.lang.foreign.MemoryLayout.PathElement.*;
  * struct fq_session_options {
  *     uint32_t struct_size;
  *     int32_t n_ctx;
+ *     int32_t n_seq;
  * }
  * }
  */
@@ -29,12 +30,13 @@ public class fq_session_options {
 
     private static final GroupLayout $LAYOUT = MemoryLayout.structLayout(
         flatquant_h.C_INT.withName("struct_size"),
-        flatquant_h.C_INT.withName("n_ctx")
+        flatquant_h.C_INT.withName("n_ctx"),
+        flatquant_h.C_INT.withName("n_seq")
     ).withName("fq_session_options");
 
     static {
         // libclang's size of struct fq_session_options; a mismatch means the layout above is wrong
-        if ($LAYOUT.byteSize() != 8L) throw new AssertionError("fq_session_options: layout size");
+        if ($LAYOUT.byteSize() != 12L) throw new AssertionError("fq_session_options: layout size");
     }
 
     /**
@@ -130,6 +132,50 @@ public class fq_session_options {
      */
     public static void n_ctx(MemorySegment struct, int fieldValue) {
         struct.set(n_ctx$LAYOUT, n_ctx$OFFSET, fieldValue);
+    }
+
+    private static final OfInt n_seq$LAYOUT = (OfInt)$LAYOUT.select(groupElement("n_seq"));
+
+    /**
+     * Layout for field:
+     * {@snippet lang=c :
+     * int32_t n_seq
+     * }
+     */
+    public static final OfInt n_seq$layout() {
+        return n_seq$LAYOUT;
+    }
+
+    private static final long n_seq$OFFSET = 8;
+
+    /**
+     * Offset for field:
+     * {@snippet lang=c :
+     * int32_t n_seq
+     * }
+     */
+    public static final long n_seq$offset() {
+        return n_seq$OFFSET;
+    }
+
+    /**
+     * Getter for field:
+     * {@snippet lang=c :
+     * int32_t n_seq
+     * }
+     */
+    public static int n_seq(MemorySegment struct) {
+        return struct.get(n_seq$LAYOUT, n_seq$OFFSET);
+    }
+
+    /**
+     * Setter for field:
+     * {@snippet lang=c :
+     * int32_t n_seq
+     * }
+     */
+    public static void n_seq(MemorySegment struct, int fieldValue) {
+        struct.set(n_seq$LAYOUT, n_seq$OFFSET, fieldValue);
     }
 
     /**

@@ -5,6 +5,7 @@ import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.HashSet;
 import java.util.Set;
+import org.flatquant.BatchSession;
 import org.flatquant.Bos;
 import org.flatquant.Engine;
 import org.flatquant.Model;
@@ -14,8 +15,10 @@ import org.flatquant.Session;
 /**
  * {@code flatquant bench}: the speed of a model's sessions. Each repeat resets one session, times the prefill of a
  * prompt (the first tokens of the WikiText-2 test text) in one decode call, then times greedy decoding one token per
- * call. It reports prefill tokens/s and decode ms/token as the median and the 90th percentile over the repeats. A
- * measurement tool, not a test: nothing is compared with a reference.
+ * call. It reports prefill tokens/s and decode ms/token as the median and the 90th percentile over the repeats. With
+ * {@code --batch N} a {@link BatchSession} of N sequences runs the same workload for N copies of the prompt together,
+ * and the tokens/s count the tokens of every sequence. A measurement tool, not a test: nothing is compared with a
+ * reference.
  */
 final class BenchCommand {
     static final String USAGE = """
@@ -34,6 +37,11 @@ final class BenchCommand {
                                   model's context
               --repeat N          timed repeats (default 3)
               --warmup N          untimed repeats first (default 1)
+              --batch N           decode N copies of the prompt together in one batch session
+                                  (1 to 256): every call advances all N sequences, so a decode
+                                  step gives one token to each (ms/token is the time of a step,
+                                  the latency each sequence sees) and tokens/s count the tokens
+                                  of all N sequences
               --json              one JSON object on stdout (with the time of every repeat)
               --quiet             no line per repeat on stderr
               --threads N         CPU worker threads (0 = one per core, the default)
@@ -50,8 +58,8 @@ final class BenchCommand {
         this.err = err;
     }
 
-    /** Times of one repeat. */
-    private record Run(double prefillSeconds, double decodeSeconds, int[] generated) {
+    /** Times of one repeat; {@code generated[i]} holds the greedy tokens of sequence i. */
+    private record Run(double prefillSeconds, double decodeSeconds, int[][] generated) {
     }
 
     void run(String[] args) {
@@ -63,13 +71,16 @@ final class BenchCommand {
         }
         Set<String> withValue = new HashSet<>(QuantFlags.options("--seed"));
         withValue.addAll(Set.of("--threads", "--device", "--prompt-tokens", "--gen-tokens", "--repeat",
-                "--warmup"));
+                "--warmup", "--batch"));
         Args a = Args.parse("bench", args, 1, withValue, FLAGS);
         QuantFlags quant = QuantFlags.parse(a, "--seed");
         int promptTokens = a.intValue("--prompt-tokens", 512, 1, Integer.MAX_VALUE);
         int genTokens = a.intValue("--gen-tokens", 128, 1, Integer.MAX_VALUE);
         int repeats = a.intValue("--repeat", 3, 1, 1_000_000);
         int warmups = a.intValue("--warmup", 1, 0, 1_000_000);
+        // 0: a plain Session; N >= 1: a BatchSession of N sequences (--batch 1 measures the batch path alone).
+        int batch = a.has("--batch") ? a.intValue("--batch", 1, 1, 256) : 0;
+        int sequences = Math.max(batch, 1);
         Path path = quant.existingPath();
         String text = Texts.forEvaluation("wikitext2-test").content();
 
@@ -82,22 +93,24 @@ final class BenchCommand {
             }
             int[] prompt = prompt(model, text, promptTokens);
             Run[] runs = new Run[repeats];
-            try (Session session = model.newSession((int) needed)) {
+            try (Session session = batch == 0 ? model.newSession((int) needed) : null;
+                 BatchSession batchSession = batch == 0 ? null : model.newBatchSession(batch, (int) needed)) {
                 for (int r = -warmups; r < repeats; r++) {
-                    Run run = once(session, prompt, genTokens);
+                    Run run = session != null ? once(session, prompt, genTokens)
+                            : once(batchSession, prompt, genTokens);
                     if (r >= 0) {
                         runs[r] = run;
                     }
                     if (!a.has("--quiet")) {
                         err.printf("%s %d/%d: prefill %.1f tokens/s, decode %.3f ms/token%n",
                                 r < 0 ? "warm-up" : "repeat", r < 0 ? r + warmups + 1 : r + 1,
-                                r < 0 ? warmups : repeats, promptTokens / run.prefillSeconds,
+                                r < 0 ? warmups : repeats, (double) sequences * promptTokens / run.prefillSeconds,
                                 1e3 * run.decodeSeconds / genTokens);
                         err.flush();
                     }
                 }
             }
-            report(a.has("--json"), quant, path, engine, info, promptTokens, genTokens, warmups, runs);
+            report(a.has("--json"), quant, path, engine, info, batch, promptTokens, genTokens, warmups, runs);
         }
     }
 
@@ -132,6 +145,31 @@ final class BenchCommand {
             logits = session.decode(new int[] {generated[i]});
         }
         long t2 = System.nanoTime();
+        return new Run((t1 - t0) / 1e9, (t2 - t1) / 1e9, new int[][] {generated});
+    }
+
+    /**
+     * One repeat of a batch session from empty contexts: every sequence is prefilled with the same prompt in one call,
+     * then genTokens greedy steps, each sequence following its own argmax.
+     */
+    private static Run once(BatchSession session, int[] prompt, int genTokens) {
+        int n = session.sequences();
+        session.reset();
+        int[][] prompts = new int[n][];
+        Arrays.fill(prompts, prompt);
+        int[][] generated = new int[n][genTokens];
+        int[][] step = new int[n][1];
+        long t0 = System.nanoTime();
+        float[][] logits = session.decode(prompts);
+        long t1 = System.nanoTime();
+        for (int i = 0; i < genTokens; i++) {
+            for (int s = 0; s < n; s++) {
+                generated[s][i] = argmax(logits[s]);
+                step[s][0] = generated[s][i];
+            }
+            logits = session.decode(step);
+        }
+        long t2 = System.nanoTime();
         return new Run((t1 - t0) / 1e9, (t2 - t1) / 1e9, generated);
     }
 
@@ -162,57 +200,81 @@ final class BenchCommand {
         return v[Math.max(rank, 1) - 1];
     }
 
-    private void report(boolean json, QuantFlags quant, Path path, Engine engine, ModelInfo info, int promptTokens,
-                        int genTokens, int warmups, Run[] runs) {
+    /**
+     * Prints the statistics. {@code batch} is 0 for a plain session; tokens/s count the tokens of all
+     * {@code max(batch, 1)} sequences, ms/token is per decode step.
+     */
+    private void report(boolean json, QuantFlags quant, Path path, Engine engine, ModelInfo info, int batch,
+                        int promptTokens, int genTokens, int warmups, Run[] runs) {
         int n = runs.length;
+        int sequences = Math.max(batch, 1);
         double[] prefill = new double[n];
         double[] decode = new double[n];
         boolean same = true;
         for (int r = 0; r < n; r++) {
             prefill[r] = runs[r].prefillSeconds;
             decode[r] = runs[r].decodeSeconds;
-            same &= Arrays.equals(runs[r].generated, runs[0].generated);
+            same &= Arrays.deepEquals(runs[r].generated, runs[0].generated);
+        }
+        // Every sequence saw the same prompt, so greedy decoding should agree across the batch.
+        boolean sameAcross = true;
+        for (int[] g : runs[0].generated) {
+            sameAcross &= Arrays.equals(g, runs[0].generated[0]);
         }
         double prefillMedian = median(prefill);
         double prefillP90 = p90(prefill);
+        double prefillTokens = (double) sequences * promptTokens;
         double msPerTokenMedian = 1e3 * median(decode) / genTokens;
         double msPerTokenP90 = 1e3 * p90(decode) / genTokens;
         String device = engine.isCuda() ? "cuda:" + engine.device() : "cpu";
         if (json) {
             double[] prefillMs = Arrays.stream(prefill).map(s -> 1e3 * s).toArray();
             double[] decodeMsPerToken = Arrays.stream(decode).map(s -> 1e3 * s / genTokens).toArray();
-            out.println(quant.describe(new Json()
+            Json j = quant.describe(new Json()
                     .put("model", path.toString())
                     .put("device", device)
                     .put("threads", engine.threads()), info)
+                    .put("batch", sequences)
                     .put("prompt_tokens", promptTokens)
                     .put("gen_tokens", genTokens)
                     .put("repeat", n)
                     .put("warmup", warmups)
-                    .put("prefill_tokens_per_s_median", promptTokens / prefillMedian)
-                    .put("prefill_tokens_per_s_p90", promptTokens / prefillP90)
+                    .put("prefill_tokens_per_s_median", prefillTokens / prefillMedian)
+                    .put("prefill_tokens_per_s_p90", prefillTokens / prefillP90)
                     .put("prefill_ms_median", 1e3 * prefillMedian)
                     .put("prefill_ms_p90", 1e3 * prefillP90)
                     .put("decode_ms_per_token_median", msPerTokenMedian)
                     .put("decode_ms_per_token_p90", msPerTokenP90)
-                    .put("decode_tokens_per_s_median", 1e3 / msPerTokenMedian)
+                    .put("decode_tokens_per_s_median", sequences * 1e3 / msPerTokenMedian)
                     .putNumbers("prefill_ms", prefillMs)
                     .putNumbers("decode_ms_per_token", decodeMsPerToken)
-                    .put("same_tokens_every_repeat", same));
+                    .put("same_tokens_every_repeat", same);
+            if (batch > 0) {
+                j.put("same_tokens_every_sequence", sameAcross);
+            }
+            out.println(j);
             return;
         }
         out.printf("model       %s%n", path);
         out.printf("quant       %s%n", quant.describe(info));
         out.printf("engine      session engine %s on %s (%s)%n",
                 info.sessionEngine().isEmpty() ? "none" : info.sessionEngine(), device, engine);
-        out.printf("workload    %d prompt tokens (wikitext2-test), then %d greedy tokens; %d repeat(s) after %d "
-                + "warm-up(s)%n", promptTokens, genTokens, n, warmups);
-        out.printf("prefill     %.1f tokens/s median, %.1f tokens/s p90 (%.2f ms, %.2f ms)%n",
-                promptTokens / prefillMedian, promptTokens / prefillP90, 1e3 * prefillMedian, 1e3 * prefillP90);
-        out.printf("decode      %.3f ms/token median, %.3f ms/token p90 (%.1f tokens/s median)%n", msPerTokenMedian,
-                msPerTokenP90, 1e3 / msPerTokenMedian);
+        if (batch > 0) {
+            out.printf("batch       %d sequences of the same prompt in one batch session%n", batch);
+        }
+        out.printf("workload    %d prompt tokens (wikitext2-test), then %d greedy tokens%s; %d repeat(s) after %d "
+                + "warm-up(s)%n", promptTokens, genTokens, batch > 0 ? " per sequence" : "", n, warmups);
+        out.printf("prefill     %.1f tokens/s median, %.1f tokens/s p90 (%.2f ms, %.2f ms)%s%n",
+                prefillTokens / prefillMedian, prefillTokens / prefillP90, 1e3 * prefillMedian, 1e3 * prefillP90,
+                batch > 0 ? ", all sequences" : "");
+        out.printf("decode      %.3f ms/token median, %.3f ms/token p90 (%.1f tokens/s median%s)%n", msPerTokenMedian,
+                msPerTokenP90, sequences * 1e3 / msPerTokenMedian,
+                batch > 0 ? " over " + batch + " sequences, one token each per step" : "");
         if (!same) {
             out.println("note        the greedy tokens differed between repeats");
+        }
+        if (!sameAcross) {
+            out.println("note        the greedy tokens differed between the sequences of the batch");
         }
     }
 }

@@ -53,7 +53,7 @@ public final class Main {
                         loads without M.gguf or the artifact (quantize --help)
               eval      MODEL --tasks piqa,arc_easy,... [--limit N] [--json]
                         zero-shot accuracy scored as lm-evaluation-harness does (eval --help)
-              bench     MODEL [--prompt-tokens 512] [--gen-tokens 128] [--repeat 3] [--json]
+              bench     MODEL [--prompt-tokens 512] [--gen-tokens 128] [--repeat 3] [--batch N] [--json]
                         session speed: prefill tokens/s and greedy decode ms/token (bench --help)
               serve     --model M.gguf | --quantized Q.gguf [--port 8080]
                         an OpenAI-compatible HTTP service (serve --help)
