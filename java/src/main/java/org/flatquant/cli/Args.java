@@ -17,6 +17,16 @@ final class Args {
      * @param withValue options that take a value
      * @param flags options that take none
      */
+    /** Whether a command's arguments (after the command name, args[0]) ask for its help. */
+    static boolean wantsHelp(String[] args) {
+        for (int i = 1; i < args.length; i++) {
+            if (args[i].equals("-h") || args[i].equals("--help")) {
+                return true;
+            }
+        }
+        return false;
+    }
+
     static Args parse(String command, String[] args, int from, Set<String> withValue, Set<String> flags) {
         Args a = new Args(command);
         for (int i = from; i < args.length; i++) {

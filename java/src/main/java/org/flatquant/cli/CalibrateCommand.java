@@ -82,11 +82,9 @@ final class CalibrateCommand {
 
     @SuppressWarnings("try") // the shutdown hook is registered by the resource itself
     void run(String[] args) {
-        for (int i = 1; i < args.length; i++) {
-            if (args[i].equals("-h") || args[i].equals("--help")) {
-                out.println(USAGE);
-                return;
-            }
+        if (Args.wantsHelp(args)) {
+            out.println(USAGE);
+            return;
         }
         Args a = Args.parse("calibrate", args, 1, WITH_VALUE, FLAGS);
         if (a.has("--bos") && a.has("--no-bos")) {

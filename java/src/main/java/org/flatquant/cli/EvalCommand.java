@@ -73,11 +73,9 @@ final class EvalCommand {
     }
 
     void run(String[] args) {
-        for (int i = 1; i < args.length; i++) {
-            if (args[i].equals("-h") || args[i].equals("--help")) {
-                out.println(USAGE);
-                return;
-            }
+        if (Args.wantsHelp(args)) {
+            out.println(USAGE);
+            return;
         }
         Set<String> withValue = new java.util.HashSet<>(
                 Set.of("--threads", "--device", "--tasks", "--limit", "--data", "--samples"));

@@ -158,15 +158,6 @@ public final class Main {
         }
     }
 
-    private static boolean wantsHelp(String[] args) {
-        for (int i = 1; i < args.length; i++) {
-            if (args[i].equals("-h") || args[i].equals("--help")) {
-                return true;
-            }
-        }
-        return false;
-    }
-
     private static Set<String> with(Set<String> base, String... more) {
         return with(base, Set.of(more));
     }
@@ -200,7 +191,7 @@ public final class Main {
     // ---- info -------------------------------------------------------------------------------------------------
 
     private void info(String[] args) {
-        if (wantsHelp(args)) {
+        if (Args.wantsHelp(args)) {
             out.println(USAGE);
             return;
         }
@@ -262,7 +253,7 @@ public final class Main {
     // ---- ppl --------------------------------------------------------------------------------------------------
 
     private void ppl(String[] args) {
-        if (wantsHelp(args)) {
+        if (Args.wantsHelp(args)) {
             out.println(USAGE);
             return;
         }
@@ -346,7 +337,7 @@ public final class Main {
     // ---- generate ---------------------------------------------------------------------------------------------
 
     private void generate(String[] args) {
-        if (wantsHelp(args)) {
+        if (Args.wantsHelp(args)) {
             out.println(USAGE);
             return;
         }

@@ -60,11 +60,9 @@ final class QuantizeCommand {
 
     @SuppressWarnings("try") // the shutdown hook is registered by the resource itself
     void run(String[] args) {
-        for (int i = 1; i < args.length; i++) {
-            if (args[i].equals("-h") || args[i].equals("--help")) {
-                out.println(USAGE);
-                return;
-            }
+        if (Args.wantsHelp(args)) {
+            out.println(USAGE);
+            return;
         }
         Set<String> withValue = new HashSet<>(QuantFlags.options("--seed"));
         withValue.addAll(Set.of("--out", "--threads", "--device"));

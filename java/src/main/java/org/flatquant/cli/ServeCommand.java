@@ -65,11 +65,9 @@ public final class ServeCommand {
      * @throws org.flatquant.FlatQuantException when the model cannot be loaded (exit status 1 in {@link Main})
      */
     public static int run(String[] args, PrintStream out, PrintStream err) {
-        for (int i = 1; i < args.length; i++) {
-            if (args[i].equals("-h") || args[i].equals("--help")) {
-                out.println(USAGE);
-                return 0;
-            }
+        if (Args.wantsHelp(args)) {
+            out.println(USAGE);
+            return 0;
         }
         OpenAiServer server;
         try {
