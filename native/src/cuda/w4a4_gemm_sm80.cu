@@ -98,6 +98,13 @@ __global__ void w4a4_sm80_probe_kernel(int *code_arch) {
 
 constexpr int kGemvWarps = 8;
 constexpr int kGemvCols = 16;  // output channels per block: two n8 MMA tiles
+// 128-k chunks whose loads a warp has in flight at once. On the H100 (bench_decoder_layer --quick, decode at batch 1)
+// 4 takes a LLaMA-2-7B layer from 152.0 to 147.1 us and a LLaMA-3-8B layer from 150.1 to 147.4 us against 2; 8 gains
+// nothing more. -DFQ_GEMV_UNROLL=N overrides it for such measurements.
+#ifndef FQ_GEMV_UNROLL
+#define FQ_GEMV_UNROLL 4
+#endif
+constexpr int kGemvUnroll = FQ_GEMV_UNROLL;
 
 __device__ __forceinline__ void mma_s8_16832(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
                                              uint32_t b0, uint32_t b1) {
@@ -193,7 +200,7 @@ __global__ void __launch_bounds__(32 * kGemvWarps) w4a4_gemv_kernel1(__half *d, 
     int acc[2][4] = {};
     const int n_chunks = k / 128;
     const int c_begin = warp * n_chunks / kGemvWarps, c_end = (warp + 1) * n_chunks / kGemvWarps;
-#pragma unroll 2
+#pragma unroll kGemvUnroll
     for (int c = c_begin; c < c_end; ++c) {
         gemv_chunk<kAInt8, 4>(acc, a_lo + c * kAChunk, a_lo_valid, a_hi + c * kAChunk, a_hi_valid, b0 + c * 64,
                               b0_valid, b1 + c * 64, b1_valid);
