@@ -262,7 +262,16 @@ class BatchSessionTest {
             Thread worker = new Thread(() -> {
                 try {
                     started.countDown();
-                    batch.append(tokens);
+                    // The main thread's short calls may hold the session when this one starts: it is refused
+                    // then too (BUSY works both ways), and tries again until its prefill runs.
+                    while (true) {
+                        try {
+                            batch.append(tokens);
+                            break;
+                        } catch (BusyException e) {
+                            Thread.onSpinWait();
+                        }
+                    }
                 } catch (Throwable e) {
                     failure.set(e);
                 }
@@ -276,6 +285,7 @@ class BatchSessionTest {
                 } catch (BusyException e) {
                     busy++;
                 }
+                Thread.sleep(1);  // leaves the session free most of the time, so the worker's prefill starts at once
             }
             worker.join();
             assertEquals(null, failure.get());
