@@ -7,7 +7,6 @@ import static org.flatquant.bindings.flatquant_h.*;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.Objects;
-import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
  * Incremental decoding of several sequences together, each with its own KV cache: every call appends the same
@@ -27,29 +26,12 @@ import java.util.concurrent.atomic.AtomicBoolean;
  *
  * @since 0.1
  */
-public final class BatchSession extends NativeResource {
-    private final Model model;
+public final class BatchSession extends NativeSession {
     private final int sequences;
-    private final int contextLength;
-    private final int vocabSize;
-    /** Not a reentrant lock, as in {@link Session}: a second caller gets BUSY. */
-    private final AtomicBoolean busy = new AtomicBoolean();
 
     BatchSession(Model model, int sequences, int contextLength) {
-        super("batch session", "user(s)");
-        this.model = model;
+        super("batch session", model, contextLength, sequences);
         this.sequences = sequences;
-        this.vocabSize = model.info().vocabSize();
-        this.contextLength = Session.open(this, model, contextLength, sequences);
-    }
-
-    /**
-     * The model this session decodes with.
-     *
-     * @return the model
-     */
-    public Model model() {
-        return model;
     }
 
     /**
@@ -59,15 +41,6 @@ public final class BatchSession extends NativeResource {
      */
     public int sequences() {
         return sequences;
-    }
-
-    /**
-     * How many tokens each sequence's KV cache holds at most.
-     *
-     * @return the context length per sequence in tokens
-     */
-    public int contextLength() {
-        return contextLength;
     }
 
     /**
@@ -94,7 +67,7 @@ public final class BatchSession extends NativeResource {
             }
             return rows;
         } finally {
-            busy.set(false);
+            unlock();
         }
     }
 
@@ -112,7 +85,7 @@ public final class BatchSession extends NativeResource {
             int rowTokens = checkRows(tokens);
             decodeInto(call, tokens, rowTokens, MemorySegment.NULL);
         } finally {
-            busy.set(false);
+            unlock();
         }
     }
 
@@ -148,53 +121,5 @@ public final class BatchSession extends NativeResource {
         }
         long capacity = logits.equals(MemorySegment.NULL) ? 0 : logits.byteSize() / Float.BYTES;
         Native.check(fq_session_decode_batch(handle(), ids, rowTokens, logits, capacity, err), err);
-    }
-
-    /** Forgets every token of every sequence: the next decode starts at position 0. */
-    public void reset() {
-        lock();
-        try (Arena call = Arena.ofConfined()) {
-            MemorySegment err = Native.error(call);
-            Native.check(fq_session_reset(handle(), err), err);
-        } finally {
-            busy.set(false);
-        }
-    }
-
-    /**
-     * The number of tokens in each sequence (they all have the same).
-     *
-     * @return tokens appended to each sequence since creation or the last {@link #reset()}
-     */
-    public long position() {
-        lock();
-        try (Arena call = Arena.ofConfined()) {
-            MemorySegment err = Native.error(call);
-            MemorySegment out = call.allocate(C_LONG_LONG);
-            Native.check(fq_session_position(handle(), out, err), err);
-            return out.get(C_LONG_LONG, 0);
-        } finally {
-            busy.set(false);
-        }
-    }
-
-    /**
-     * Frees the native session. Idempotent.
-     *
-     * @throws IllegalStateException while a call on this session is running
-     */
-    @Override
-    public void close() {
-        if (busy.get()) {
-            throw new IllegalStateException("cannot close the batch session while a call on it is running");
-        }
-        super.close();
-    }
-
-    private void lock() {
-        ensureOpen();
-        if (!busy.compareAndSet(false, true)) {
-            throw new BusyException("the batch session is in use by another call");
-        }
     }
 }

@@ -10,8 +10,6 @@ import java.lang.foreign.MemorySegment;
 import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
 import java.util.Objects;
-import java.util.concurrent.atomic.AtomicBoolean;
-import org.flatquant.bindings.fq_session_options;
 
 /**
  * Incremental decoding of one sequence with a KV cache: feed tokens, get the logits of the last one, repeat.
@@ -24,76 +22,12 @@ import org.flatquant.bindings.fq_session_options;
  *
  * @since 0.1
  */
-public final class Session extends NativeResource {
+public final class Session extends NativeSession {
     /** Prompt tokens kept in front of the generated ones when detokenizing, so the first piece gets its spacing. */
     private static final int STREAM_CONTEXT_TOKENS = 4;
 
-    private final Model model;
-    private final int contextLength;
-    private final int vocabSize;
-    /** Not a reentrant lock: a listener that calls back into its own session must get BUSY, not corrupt it. */
-    private final AtomicBoolean busy = new AtomicBoolean();
-
     Session(Model model, int requestedContext) {
-        super("session", "user(s)");
-        this.model = model;
-        this.vocabSize = model.info().vocabSize();
-        this.contextLength = open(this, model, requestedContext, 1);
-    }
-
-    /**
-     * Creates the native session of {@code owner} ({@link Session} or {@link BatchSession}) and makes it keep
-     * {@code model} open until it is freed.
-     *
-     * @param requestedContext KV-cache tokens per sequence; 0 for the default
-     * @param sequences sequences decoded together; the native side checks the range
-     * @return the context length per sequence in tokens
-     */
-    static int open(NativeResource owner, Model model, int requestedContext, int sequences) {
-        ModelInfo info = model.info();
-        if (requestedContext > info.contextLength()) {
-            throw new InvalidArgumentException("a session of " + requestedContext
-                    + " tokens exceeds the model's context length " + info.contextLength());
-        }
-        model.retain();
-        boolean ok = false;
-        try (Arena call = Arena.ofConfined()) {
-            MemorySegment err = Native.error(call);
-            MemorySegment opts = fq_session_options.allocate(call);
-            fq_session_options_init(opts);
-            fq_session_options.n_ctx(opts, requestedContext);
-            fq_session_options.n_seq(opts, sequences);
-            MemorySegment out = call.allocate(C_POINTER);
-            Native.check(fq_session_create(model.handle(), opts, out, err), err);
-            owner.adopt(out.get(C_POINTER, 0), h -> {
-                fq_session_free(h);
-                model.release();
-            });
-            ok = true;
-        } finally {
-            if (!ok) {
-                model.release();
-            }
-        }
-        return requestedContext == 0 ? Math.min(info.contextLength(), 4096) : requestedContext;
-    }
-
-    /**
-     * The model this session decodes with.
-     *
-     * @return the model
-     */
-    public Model model() {
-        return model;
-    }
-
-    /**
-     * How many tokens the KV cache holds at most.
-     *
-     * @return the context length in tokens
-     */
-    public int contextLength() {
-        return contextLength;
+        super("session", model, requestedContext, 1);
     }
 
     /**
@@ -111,7 +45,7 @@ public final class Session extends NativeResource {
             decodeInto(call, tokens, logits);
             return logits.toArray(JAVA_FLOAT);
         } finally {
-            busy.set(false);
+            unlock();
         }
     }
 
@@ -125,7 +59,7 @@ public final class Session extends NativeResource {
         try (Arena call = Arena.ofConfined()) {
             decodeInto(call, tokens, MemorySegment.NULL);
         } finally {
-            busy.set(false);
+            unlock();
         }
     }
 
@@ -138,40 +72,6 @@ public final class Session extends NativeResource {
         MemorySegment ids = call.allocateFrom(JAVA_INT, tokens);
         long capacity = logits.equals(MemorySegment.NULL) ? 0 : logits.byteSize() / Float.BYTES;
         Native.check(fq_session_decode(handle(), ids, tokens.length, logits, capacity, err), err);
-    }
-
-    /** Forgets every token: the next decode starts at position 0. */
-    public void reset() {
-        lock();
-        try (Arena call = Arena.ofConfined()) {
-            MemorySegment err = Native.error(call);
-            Native.check(fq_session_reset(handle(), err), err);
-        } finally {
-            busy.set(false);
-        }
-    }
-
-    /**
-     * The number of tokens in the context.
-     *
-     * @return tokens decoded since creation or the last {@link #reset()}
-     */
-    public long position() {
-        lock();
-        try {
-            return positionLocked();
-        } finally {
-            busy.set(false);
-        }
-    }
-
-    private long positionLocked() {
-        try (Arena call = Arena.ofConfined()) {
-            MemorySegment err = Native.error(call);
-            MemorySegment out = call.allocate(C_LONG_LONG);
-            Native.check(fq_session_position(handle(), out, err), err);
-            return out.get(C_LONG_LONG, 0);
-        }
     }
 
     /**
@@ -206,7 +106,7 @@ public final class Session extends NativeResource {
             if (retained) {
                 token.release();
             }
-            busy.set(false);
+            unlock();
         }
     }
 
@@ -260,26 +160,6 @@ public final class Session extends NativeResource {
                 pos++;
             }
             return new GenerationResult(Arrays.copyOf(generated, count), text.text(), reason);
-        }
-    }
-
-    /**
-     * Frees the native session. Idempotent.
-     *
-     * @throws IllegalStateException while a call on this session is running
-     */
-    @Override
-    public void close() {
-        if (busy.get()) {
-            throw new IllegalStateException("cannot close the session while a call on it is running");
-        }
-        super.close();
-    }
-
-    private void lock() {
-        ensureOpen();
-        if (!busy.compareAndSet(false, true)) {
-            throw new BusyException("the session is in use by another call");
         }
     }
 
