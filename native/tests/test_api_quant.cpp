@@ -24,33 +24,11 @@
 #include "quant/fakequant_forward.h"
 #include "quant/reparameterize.h"
 #include "support/paths.h"
+#include "support/temp_dir.h"
 
 namespace {
 
-// A fresh empty directory under the system temp dir, removed (with its files) by the destructor.
-struct TempDir {
-    TempDir() {
-        char tmpl[] = "/tmp/fq-api-quant-XXXXXX";
-        char *d = mkdtemp(tmpl);
-        if (d) path = d;
-    }
-    ~TempDir() {
-        for (const std::string &f : files()) std::remove((path + "/" + f).c_str());
-        rmdir(path.c_str());
-    }
-    std::vector<std::string> files() const {
-        std::vector<std::string> out;
-        if (DIR *d = opendir(path.c_str())) {
-            while (dirent *e = readdir(d)) {
-                std::string n = e->d_name;
-                if (n != "." && n != "..") out.push_back(n);
-            }
-            closedir(d);
-        }
-        return out;
-    }
-    std::string path;
-};
+using fq::test::TempDir;
 
 std::string wikitext_valid() {
     return fq::test::read_file(fq::test::source_dir() + "/data/wikitext-2-raw/wiki.valid.raw");

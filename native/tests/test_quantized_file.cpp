@@ -22,32 +22,11 @@
 #include "flatquant.h"
 #include "io/gguf.h"
 #include "support/paths.h"
+#include "support/temp_dir.h"
 
 namespace {
 
-// A fresh empty directory, removed with its files by the destructor.
-struct TempDir {
-    TempDir() {
-        char tmpl[] = "/tmp/fq-qfile-XXXXXX";
-        if (char *d = mkdtemp(tmpl)) path = d;
-    }
-    ~TempDir() {
-        for (const std::string &f : files()) std::remove((path + "/" + f).c_str());
-        rmdir(path.c_str());
-    }
-    std::vector<std::string> files() const {
-        std::vector<std::string> out;
-        if (DIR *d = opendir(path.c_str())) {
-            while (dirent *e = readdir(d)) {
-                const std::string n = e->d_name;
-                if (n != "." && n != "..") out.push_back(n);
-            }
-            closedir(d);
-        }
-        return out;
-    }
-    std::string path;
-};
+using fq::test::TempDir;
 
 void write_file(const std::string &path, const std::string &bytes) {
     std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
